@@ -1,0 +1,19 @@
+"""edgeopt: a trained Keras model in, validated on-device models out, with measurements.
+
+The public API lives here so internal modules can move. Converter entry points import TensorFlow
+only when called, so `import edgeopt` stays TensorFlow-free for the benchmark side.
+"""
+
+__version__ = "0.1.0"
+
+from .errors import (  # noqa: F401
+    BenchmarkError,
+    ConversionError,
+    DataError,
+    EdgeoptError,
+    ModelLoadError,
+    OutputError,
+    RecipeError,
+    TargetError,
+)
+from .manifest import Artifact, Manifest  # noqa: F401

@@ -1,0 +1,1 @@
+"""The benchmark side: runs produced models through LiteRT and onnxruntime. Never imports TensorFlow."""
