@@ -17,3 +17,15 @@ from .errors import (  # noqa: F401
     TargetError,
 )
 from .manifest import Artifact, Manifest  # noqa: F401
+
+
+def convert(*args, **kwargs):
+    """See edgeopt.pipeline.convert."""
+    from .pipeline import convert as _convert
+
+    return _convert(*args, **kwargs)
+
+
+convert.__doc__ = "Run the converter; see edgeopt.pipeline.convert for the arguments."
+
+from .recipe import Recipe, load_recipe  # noqa: E402,F401

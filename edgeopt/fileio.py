@@ -10,14 +10,15 @@ from pathlib import Path
 
 
 @contextlib.contextmanager
-def atomic_path(dest):
+def atomic_path(dest, suffix=".tmp"):
     """Yield a temporary path beside `dest`; move it over `dest` only if the block succeeds.
 
     A crash or exception leaves any previous `dest` untouched and no half-written file behind.
+    `suffix` is for writers that insist on an extension (Keras wants `.keras`).
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix, dir=dest.parent)
     os.close(fd)
     tmp = Path(tmp)
     try:

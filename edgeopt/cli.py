@@ -1,0 +1,135 @@
+"""The `edgeopt` command: a thin shell over the Python API. Exit codes: 0 ok, 1 an artifact failed, 2 bad input."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .errors import EdgeoptError
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args) or 0
+    except EdgeoptError as e:
+        print(f"edgeopt: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("edgeopt: interrupted; finished files and manifest.json are kept", file=sys.stderr)
+        return 130
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="edgeopt", description=__doc__.split(":")[0])
+    sub = parser.add_subparsers(metavar="command")
+    _add_convert(sub)
+    _add_formats(sub)
+    _add_demo(sub)
+    return parser
+
+
+def _add_convert(sub):
+    p = sub.add_parser("convert", help="prune, quantize and export a Keras model; check every file")
+    p.add_argument("model", nargs="?", help=".keras / .h5 file or SavedModel folder (default: the recipe's model)")
+    p.add_argument("--recipe", help="YAML recipe (flags below override it)")
+    p.add_argument("--out", default="edgeopt-out", help="output folder (default: %(default)s)")
+    p.add_argument("--prune", type=float, metavar="SPARSITY", help="pruning-aware fine-tuning to this sparsity, e.g. 0.5")
+    p.add_argument("--prune-epochs", type=int, help="fine-tuning epochs")
+    p.add_argument("--m-by-n", help="structured sparsity such as 2:4")
+    p.add_argument("--formats", help="comma-separated: tflite,onnx")
+    p.add_argument("--precisions", help="comma-separated: fp32,fp16,int8-dynamic,int8")
+    p.add_argument("--calibration", help="representative inputs: .npz (x), module:function, or digits")
+    p.add_argument("--evaluation", help="inputs (x) and optional labels (y) to check every file on")
+    p.add_argument("--train", help="training data (x, y) for pruning")
+    p.add_argument("--calibration-samples", type=int, help="how many calibration samples to use")
+    p.add_argument("--no-reuse", action="store_true", help="redo every step even if an earlier run matches")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_convert)
+
+
+def _convert(args):
+    from .pipeline import convert
+    from .recipe import load_recipe
+    from .summary import conversion_table
+
+    base = load_recipe(args.recipe).to_dict() if args.recipe else {}
+    recipe = _apply_flags(base, args)
+    manifest = convert(args.model, recipe, calibration=args.calibration, evaluation=args.evaluation,
+                       train=args.train, out=args.out, reuse=not args.no_reuse, progress=not args.quiet)
+    print(conversion_table(manifest))
+    return 0 if all(a.status != "failed" for a in manifest.artifacts) else 1
+
+
+def _apply_flags(recipe: dict, args) -> dict:
+    from . import capabilities
+    from .errors import RecipeError
+
+    if args.prune is not None or args.m_by_n or args.prune_epochs:
+        prune = dict(recipe.get("prune") or {})
+        if args.prune is not None:
+            prune["target_sparsity"] = args.prune
+        if args.m_by_n:
+            prune["m_by_n"] = args.m_by_n
+        if args.prune_epochs:
+            prune["epochs"] = args.prune_epochs
+        recipe["prune"] = prune
+    if args.calibration_samples:
+        recipe.setdefault("data", {})["calibration_samples"] = args.calibration_samples
+    if args.formats or args.precisions:
+        formats = _split(args.formats) or capabilities.FORMATS
+        precisions = _split(args.precisions) or capabilities.PRECISIONS
+        bad = [f"unknown format {f!r} (valid: {', '.join(capabilities.FORMATS)})" for f in formats
+               if f not in capabilities.FORMATS]
+        bad += [f"unknown precision {p!r} (valid: {', '.join(capabilities.PRECISIONS)})" for p in precisions
+                if p not in capabilities.PRECISIONS]
+        if bad:
+            raise RecipeError(bad)
+        exports = [{"format": f, "precision": p} for f in formats for p in precisions if capabilities.find(f, p)]
+        missing = [f"{f}/{p}" for f in formats for p in precisions if not capabilities.find(f, p)]
+        if missing:
+            print(f"note: no such export, skipped: {', '.join(missing)} (see `edgeopt formats`)", file=sys.stderr)
+        recipe["exports"] = exports
+    return recipe
+
+
+def _split(text):
+    return [t.strip() for t in text.split(",") if t.strip()] if text else []
+
+
+def _add_formats(sub):
+    p = sub.add_parser("formats", help="list the format/precision combinations and what each needs")
+    p.set_defaults(func=_formats)
+
+
+def _formats(args):
+    from .capabilities import CAPABILITIES
+    from .table import render
+
+    rows = []
+    for c in CAPABILITIES:
+        opts = ", ".join(f"{k}={v[1]!r}" for k, v in c.options.items()) or "-"
+        rows.append([c.format, c.precision, "yes" if c.needs_calibration else "no", c.tool, c.summary, opts])
+    print(render(["format", "precision", "calibration", "made by", "what it is", "options (default)"], rows))
+
+
+def _add_demo(sub):
+    p = sub.add_parser("demo", help="train a digits CNN offline and run the whole converter on it")
+    p.add_argument("--out", default="edgeopt-demo", help="output folder (default: %(default)s)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=lambda a: _demo(a))
+
+
+def _demo(args):
+    from .demo import run_demo
+
+    manifest = run_demo(args.out, progress=not args.quiet)
+    return 0 if all(a.status != "failed" for a in manifest.artifacts) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""TFLite exports: fp32, fp16, int8 dynamic-range, int8 full-integer (calibrated).
+
+Post-training quantization happens inside TFLiteConverter, so each precision is one conversion of
+the Keras model.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from ..errors import ConversionError
+from .keras_io import tf_keras  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+
+_IO_TYPES = {"int8": "int8", "uint8": "uint8", "float32": "float32"}
+# Ops that only move data between float and int8: not a sign of an unquantized computation.
+_BOUNDARY_OPS = {"QUANTIZE", "DEQUANTIZE"}
+
+
+def convert(model, precision: str, options: dict, calibration=None) -> bytes:
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if precision == "fp16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif precision == "int8-dynamic":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif precision == "int8":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = _representative(calibration)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        io = options.get("io_type", "int8")
+        if io != "float32":
+            converter.inference_input_type = getattr(tf, _IO_TYPES[io])
+            converter.inference_output_type = getattr(tf, _IO_TYPES[io])
+    try:
+        data = converter.convert()
+    except Exception as e:  # ConverterError and friends
+        raise ConversionError(describe_converter_error(e, precision)) from None
+    if precision == "int8" and not options.get("allow_float_ops", False):
+        float_ops = find_float_ops(data)
+        if float_ops:
+            listed = "; ".join(f"{op} (layer {layer!r})" for op, layer in float_ops)
+            raise PartialQuantization(
+                f"int8 full-integer conversion left {len(float_ops)} op(s) in float32 because TFLite has no "
+                f"int8 kernel for them: {listed}. Replace those layers, set the export option "
+                "allow_float_ops: true to accept a mixed float/int8 model, or export int8-dynamic instead",
+                data,
+            )
+    return data
+
+
+class PartialQuantization(ConversionError):
+    """int8 conversion succeeded but some ops stayed float: the model is kept, marked failed."""
+
+    def __init__(self, message, model_bytes):
+        super().__init__(message)
+        self.model_bytes = model_bytes
+
+
+def _representative(calibration):
+    def gen():
+        for i in range(len(calibration)):
+            yield [x[i : i + 1] for x in calibration.x]
+
+    return gen
+
+
+def find_float_ops(model_bytes) -> list:
+    """(op name, Keras layer name) for every compute op whose tensors are float in a quantized model."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_content=model_bytes)
+    tensors = {t["index"]: t for t in interp.get_tensor_details()}
+    found = []
+    for op in interp._get_ops_details():
+        if op["op_name"] in _BOUNDARY_OPS:
+            continue
+        touched = [i for i in list(op["inputs"]) + list(op["outputs"]) if i >= 0]
+        if any(tensors[i]["dtype"] == np.float32 for i in touched):
+            out_name = tensors[op["outputs"][0]]["name"]
+            found.append((op["op_name"], layer_from_tensor_name(out_name)))
+    return found
+
+
+def layer_from_tensor_name(name: str) -> str:
+    """'model/tf.math.sin/Sin' -> 'tf.math.sin'; 'sequential/dense/MatMul' -> 'dense'."""
+    parts = name.split(";")[0].split("/")
+    return parts[1] if len(parts) > 2 else parts[0]
+
+
+def describe_converter_error(e, precision) -> str:
+    """Turn TFLiteConverter's MLIR dump into one actionable sentence naming the ops and layers."""
+    text = str(e)
+    ops = sorted(set(re.findall(r"'tf\.(\w+)' op is neither a custom op nor a flex op", text)))
+    layers = sorted({layer_from_tensor_name(m) for m in re.findall(r'"([\w./-]+/\w+)@__inference', text)})
+    if ops:
+        where = f" (in layer {', '.join(map(repr, layers))})" if layers else ""
+        return (
+            f"TFLite {precision} conversion failed: TensorFlow op(s) {', '.join(ops)}{where} have no TFLite "
+            "builtin kernel. Replace them with supported ops, or build a model that needs no Flex (TF Select) ops"
+        )
+    if "TensorListReserve" in text or "element_shape to be static" in text:
+        return (
+            f"TFLite {precision} conversion failed: a recurrent layer needs a static batch size "
+            "(tf.TensorListReserve requires a static element_shape). Fix the model's batch size to 1 and retry"
+        )
+    first = next((line for line in text.splitlines() if "error:" in line), text.splitlines()[0] if text else "")
+    return f"TFLite {precision} conversion failed: {first.strip()[:400]}"

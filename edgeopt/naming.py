@@ -1,0 +1,31 @@
+"""Artifact file names that say what they are: digits_cnn.pruned50.int8.tflite."""
+
+import re
+
+from . import capabilities
+
+# Short tags for options that differ from an export's defaults, so distinct variants get distinct names.
+_TAGS = {
+    "quant_format": lambda v: v,
+    "calibration_method": lambda v: v,
+    "per_channel": lambda v: "per-channel" if v else "per-tensor",
+    "io_type": lambda v: f"{v}-io",
+    "allow_float_ops": lambda v: "mixed" if v else "full-int",
+    "opset": lambda v: f"opset{v}",
+}
+
+
+def stem(model_name: str, prune=None) -> str:
+    base = re.sub(r"[^A-Za-z0-9_-]+", "_", model_name).strip("_") or "model"
+    if prune:
+        base += f".pruned{round(prune.target_sparsity * 100)}"
+        if prune.m_by_n:
+            base += "-" + prune.m_by_n.replace(":", "of")
+    return base
+
+
+def export_name(stem: str, fmt: str, precision: str, options: dict) -> str:
+    cap = capabilities.find(fmt, precision)
+    defaults = capabilities.default_options(cap) if cap else {}
+    tags = [_TAGS[k](v) for k, v in sorted(options.items()) if k in _TAGS and defaults.get(k) != v]
+    return ".".join([stem, precision, *tags, fmt])

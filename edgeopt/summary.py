@@ -1,0 +1,32 @@
+"""The table `edgeopt convert` and `edgeopt demo` print: what was produced and how faithful it is."""
+
+from .table import human_bytes, pct, render
+
+
+def conversion_table(manifest, markdown=False) -> str:
+    fp32 = {a.format: a.size_bytes for a in manifest.artifacts if a.precision == "fp32" and a.size_bytes}
+    rows = []
+    for a in manifest.artifacts:
+        c = a.check or {}
+        base = fp32.get(a.format)
+        rows.append([
+            a.id, a.format, a.precision, human_bytes(a.size_bytes), human_bytes(a.gzip_bytes),
+            f"{a.size_bytes / base:.2f}x" if base and a.size_bytes else "-",
+            pct(c.get("accuracy")), pct(c.get("top1_agreement")),
+            "-" if c.get("max_abs_error") is None else f"{c['max_abs_error']:.2g}",
+            pct((a.sparsity or {}).get("model")) if a.sparsity else "-",
+            a.status,
+        ])
+    headers = ["artifact", "format", "precision", "size", "gzip", "vs fp32", "accuracy", "agreement",
+               "max abs err", "sparsity", "status"]
+    table = render(headers, rows, markdown=markdown, align="lllrrrrrrrl")
+    notes = [f"  {a.id}: {a.error}" for a in manifest.artifacts if a.error]
+    src = manifest.source
+    ref = next((a.check.get("reference_accuracy") for a in manifest.artifacts
+                if a.check and a.check.get("reference_accuracy") is not None and a.stage != "prune"), None)
+    head = f"source: {src.get('path') or src.get('name')} ({src.get('loader')})"
+    if ref is not None:
+        head += f"; reference Keras accuracy {pct(ref)}"
+    ev = manifest.data.get("evaluation", {})
+    head += f"; checked on {ev.get('samples')} {'synthetic ' if ev.get('synthetic') else ''}samples from {ev.get('source')}"
+    return "\n".join([head, table] + (["problems:"] + notes if notes else []))
