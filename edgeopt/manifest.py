@@ -54,6 +54,8 @@ class Artifact:
     outputs: list = field(default_factory=list)
     sparsity: dict | None = None
     check: dict | None = None
+    facts: dict = field(default_factory=dict)  # what the step found (e.g. which ops ended up int8)
+    seconds: float | None = None  # time the step took when it last ran
     notes: list = field(default_factory=list)
     cache_key: str | None = None  # hash of parent + stage + options + versions: lets re-runs reuse work
 

@@ -241,7 +241,7 @@ class _Run:
         t0 = time.time()
         try:
             blob, facts = build()
-            art.options.update({"facts": facts} if facts else {})
+            art.facts = facts
             write_bytes_atomic(self.out / art_id, blob)
             self._inspect_and_check(art)
         except PartialQuantization as e:
@@ -278,7 +278,7 @@ class _Run:
         if art.path and (self.out / art.path).exists():
             p = self.out / art.path
             art.sha256, art.size_bytes, art.gzip_bytes = sha256_tree(p), tree_size(p), gzip_size(p)
-        art.options["seconds"] = round(seconds, 2)
+        art.seconds = round(seconds, 2)
         self.manifest.put(art)
         self.manifest.save()
         mark = "ok" if art.ok else art.status.upper()
