@@ -23,7 +23,7 @@ DEMO_RECIPE = {
 
 def run_demo(out="edgeopt-demo", progress=True, log=print):
     from . import data
-    from .convert.reference_models import digits_cnn, train_classifier
+    from .converter.reference_models import digits_cnn, train_classifier
     from .pipeline import convert
     from .summary import conversion_table
 

@@ -53,10 +53,14 @@ def convert(model=None, recipe=None, *, calibration=None, evaluation=None, train
     _validate_request(recipe, model, sources)
     out = check_writable_dir(out)
 
-    from .convert.keras_io import load_model  # TensorFlow loads here, not at `import edgeopt`
+    from .converter.keras_io import load_model  # TensorFlow loads here, not at `import edgeopt`
 
     t0 = time.time()
     loaded = load_model(model)
+    if recipe.prune:
+        from .converter.prune import check_prunable
+
+        check_prunable(loaded.model)  # before any work: a subclassed model cannot be pruned
     log(f"loaded {loaded.info['name']} ({loaded.info['model_class']}, {loaded.info['params']:,} parameters, "
         f"with {loaded.info['loader']}) in {time.time() - t0:.1f}s")
     run = _Run(recipe, loaded, sources, Path(out), reuse, progress, log)
@@ -95,7 +99,7 @@ class _Run:
         self.versions = tool_versions()
         self.previous = _previous_manifest(out) if reuse else None
         model = loaded.model
-        from .convert.keras_io import input_specs, output_specs
+        from .converter.keras_io import input_specs, output_specs
 
         self.input_specs, self.output_specs = input_specs(model), output_specs(model)
         self.data = self._load_data(sources)
@@ -160,11 +164,10 @@ class _Run:
         return self.manifest
 
     def _prune(self, model, base_key):
-        from .convert import prune as prunelib
-        from .convert.keras_io import tf_keras
+        from .converter import prune as prunelib
+        from .converter.keras_io import tf_keras
 
         spec = self.recipe.prune
-        prunelib.check_prunable(model)
         art_id = f"{self.name}.keras"
         key = _key(base_key, "prune", spec.model_dump(), self.versions, self.data["train"].describe(), self.recipe.seed)
         reused = self._reusable(art_id, key)
@@ -195,17 +198,17 @@ class _Run:
         return pruned, art_id, art.sha256
 
     def _tflite(self, model, spec):
-        from .convert import tflite
+        from .converter import tflite
 
         return tflite.convert(model, spec.precision, spec.options, self.data["calibration"]), {}
 
     def _onnx_export(self, model, opset):
-        from .convert import onnx_export
+        from .converter import onnx_export
 
         return onnx_export.export(model, opset), {}
 
     def _onnx_quantize(self, spec, fp32_record):
-        from .convert import onnx_quant
+        from .converter import onnx_quant
 
         if fp32_record.status != "ok" or not fp32_record.sha256:
             art = Artifact(id=export_name(self.name, "onnx", spec.precision, spec.options), path=None,
@@ -224,7 +227,7 @@ class _Run:
 
     # ---- one export: reuse, build, write, inspect, check ------------------------------------------
     def _step(self, fmt, precision, options, stage, parent_id, parent_key, build) -> Artifact:
-        from .convert.tflite import PartialQuantization
+        from .converter.tflite import PartialQuantization
 
         art_id = export_name(self.name, fmt, precision, options)
         data_facts = self.data["calibration"].describe() if self._needs_calibration(fmt, precision) else None

@@ -24,8 +24,7 @@ class LoadedModel:
 
 
 def tf_keras():
-    from . import __name__ as _  # noqa: F401  (sets TF_USE_LEGACY_KERAS first)
-    import tf_keras as keras
+    import tf_keras as keras  # this package's __init__ has set TF_USE_LEGACY_KERAS already
 
     return keras
 
