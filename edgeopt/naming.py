@@ -17,10 +17,10 @@ _TAGS = {
 
 def stem(model_name: str, prune=None) -> str:
     base = re.sub(r"[^A-Za-z0-9_-]+", "_", model_name).strip("_") or "model"
-    if prune:
+    if prune and prune.m_by_n:
+        base += ".pruned-" + prune.m_by_n.replace(":", "of")
+    elif prune:
         base += f".pruned{round(prune.target_sparsity * 100)}"
-        if prune.m_by_n:
-            base += "-" + prune.m_by_n.replace(":", "of")
     return base
 
 

@@ -94,8 +94,19 @@ def prune(model, train, spec, seed=0, progress=True):
     return stripped, record, wrapped
 
 
-def measure_sparsity(model, pruned_layers) -> dict:
-    """Fraction of exactly-zero kernel weights, per pruned layer and overall (measured, not assumed)."""
+def effective_target(spec) -> float:
+    """M:N sparsity fixes the fraction itself: 2:4 keeps 2 of every 4 weights, whatever target_sparsity says."""
+    if spec.m_by_n:
+        m, n = map(int, spec.m_by_n.split(":"))
+        return (n - m) / n
+    return spec.target_sparsity
+
+
+def measure_sparsity(model, pruned_layers, m_by_n=None) -> dict:
+    """Fraction of exactly-zero kernel weights, per pruned layer and overall (measured, not assumed).
+
+    With `m_by_n` ('2:4'), also the fraction of groups of N input-channel weights that keep at most M.
+    """
     layers, zeros, total = {}, 0, 0
     all_zeros, all_total = 0, 0
     for layer in model.layers:
@@ -107,6 +118,8 @@ def measure_sparsity(model, pruned_layers) -> dict:
             kernel = layer.weights[0].numpy()  # tfmot prunes the kernel (first weight) of each layer
             z = int(np.count_nonzero(kernel == 0))
             layers[layer.name] = {"weights": int(kernel.size), "sparsity": round(z / kernel.size, 6)}
+            if m_by_n:
+                layers[layer.name]["m_by_n_compliance"] = _m_by_n_compliance(kernel, m_by_n)
             zeros += z
             total += kernel.size
     return {
@@ -114,6 +127,16 @@ def measure_sparsity(model, pruned_layers) -> dict:
         "all_weights": round(all_zeros / all_total, 6) if all_total else 0.0,
         "layers": layers,
     }
+
+
+def _m_by_n_compliance(kernel, m_by_n):
+    """Share of N-groups along the input-channel axis (second to last) with at most M non-zeros."""
+    m, n = map(int, m_by_n.split(":"))
+    grouped = np.moveaxis(kernel, -2, -1)
+    if grouped.shape[-1] % n:
+        return None  # tfmot leaves layers whose input channels are not a multiple of N dense
+    groups = grouped.reshape(-1, n)
+    return round(float(np.mean(np.count_nonzero(groups, axis=1) <= m)), 6)
 
 
 def resolve_loss(model, train, name):

@@ -1,0 +1,24 @@
+"""`edgeopt demo` meets the converter's promises on the bundled digits, run as a user runs it."""
+
+import json
+import subprocess
+import sys
+
+
+def test_demo_produces_every_artifact_within_its_promises(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "edgeopt.cli", "demo", "--out", tmp_path / "demo", "--quiet"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    manifest = json.loads((tmp_path / "demo" / "manifest.json").read_text())
+    arts = {a["id"]: a for a in manifest["artifacts"]}
+    assert all(a["status"] == "ok" for a in arts.values()), {k: a["error"] for k, a in arts.items()}
+    wanted = {("tflite", p) for p in ("fp32", "fp16", "int8-dynamic", "int8")} | {("onnx", "fp32"), ("onnx", "int8")}
+    assert wanted <= {(a["format"], a["precision"]) for a in arts.values()}
+    pruned = arts["digits_cnn.pruned50.keras"]
+    assert pruned["sparsity"]["model"] >= 0.49
+    for art_id in ("digits_cnn.pruned50.int8.tflite", "digits_cnn.pruned50.int8.onnx"):
+        check = arts[art_id]["check"]
+        assert abs(check["accuracy"] - check["reference_accuracy"]) <= 0.015, art_id
+    assert arts["digits_cnn.pruned50.int8.tflite"]["size_bytes"] <= 0.3 * arts["digits_cnn.pruned50.fp32.tflite"]["size_bytes"]
+    assert arts["digits_cnn.pruned50.fp32.onnx"]["check"]["max_abs_error"] <= 1e-4
+    assert "digits_cnn.pruned50.int8.tflite" in result.stdout and "agreement" in result.stdout
