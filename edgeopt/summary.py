@@ -22,11 +22,14 @@ def conversion_table(manifest, markdown=False) -> str:
     table = render(headers, rows, markdown=markdown, align="lllrrrrrrrl")
     notes = [f"  {a.id}: {a.error}" for a in manifest.artifacts if a.error]
     src = manifest.source
-    ref = next((a.check.get("reference_accuracy") for a in manifest.artifacts
-                if a.check and a.check.get("reference_accuracy") is not None and a.stage != "prune"), None)
     head = f"source: {src.get('path') or src.get('name')} ({src.get('loader')})"
-    if ref is not None:
-        head += f"; reference Keras accuracy {pct(ref)}"
+    pruned = next((a for a in manifest.artifacts if a.stage == "prune" and a.check), None)
+    if pruned and pruned.check.get("accuracy") is not None:
+        head += f"; Keras accuracy {pct(pruned.check['reference_accuracy'])} before pruning, {pct(pruned.check['accuracy'])} after"
+    else:
+        ref = next((a.check["reference_accuracy"] for a in manifest.artifacts
+                    if a.check and a.check.get("reference_accuracy") is not None), None)
+        head += f"; Keras accuracy {pct(ref)}" if ref is not None else ""
     ev = manifest.data.get("evaluation", {})
     head += f"; checked on {ev.get('samples')} {'synthetic ' if ev.get('synthetic') else ''}samples from {ev.get('source')}"
     return "\n".join([head, table] + (["problems:"] + notes if notes else []))
