@@ -69,7 +69,7 @@ def test_bad_input_exits_2_with_the_reason(model_h5, tmp_path, args, pattern):
 
 
 def test_a_failed_artifact_makes_convert_exit_1(tmp_path):
-    # Calibration of 10 samples with per-tensor QOperator is fine; an impossible tolerance fails the check.
+    # An impossible tolerance (cosine above 1) fails the int8 check; the fp32 export is unaffected.
     from edgeopt import data
 
     np.savez(tmp_path / "calib.npz", x=data.digits("train").x[0][:20])
@@ -89,3 +89,8 @@ def test_a_failed_artifact_makes_convert_exit_1(tmp_path):
                      "--calibration", tmp_path / "calib.npz", "--out", tmp_path / "out", "--quiet")
     assert result.returncode == 1
     assert "cosine similarity" in result.stdout and "failed" in result.stdout
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    failed = {a["id"]: a for a in manifest["artifacts"] if a["status"] == "failed"}
+    assert list(failed) == ["m.int8.tflite"]
+    # A failed check keeps the file and its figures, for the user to inspect.
+    assert (tmp_path / "out" / "m.int8.tflite").exists() and failed["m.int8.tflite"]["check"]["cosine"] > 0.9
