@@ -134,7 +134,9 @@ class _Run:
     def execute(self) -> Manifest:
         model = self.loaded.model
         base_key = self.loaded.info.get("sha256") or _model_fingerprint(model)
-        self.name = stem(self.recipe.name or self.loaded.info["name"], self.recipe.prune)
+        # Keras' own names ('sequential_3') say little; the user's file name usually says more.
+        path = self.loaded.info.get("path")
+        self.name = stem(self.recipe.name or (Path(path).stem if path else self.loaded.info["name"]), self.recipe.prune)
         parent_id, parent_key = None, base_key
         self.source_outputs = self._predict(model)
         if self.recipe.prune:
