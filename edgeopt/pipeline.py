@@ -263,7 +263,7 @@ class _Run:
         return art
 
     def _inspect_and_check(self, art):
-        from .bench.runtimes import open_model
+        from .bench.device.runtimes import open_model
 
         m = open_model(str(self.out / art.path))
         art.inputs, art.outputs = m.input_specs, m.output_specs

@@ -3,7 +3,7 @@
 import pytest
 
 from edgeopt import capabilities
-from edgeopt.bench.runtimes import open_model
+from edgeopt.bench.device.runtimes import open_model
 
 from .conftest import FULL_RECIPE
 

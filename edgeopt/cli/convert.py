@@ -1,39 +1,11 @@
-"""The `edgeopt` command: a thin shell over the Python API. Exit codes: 0 ok, 1 an artifact failed, 2 bad input."""
+"""`edgeopt convert`: flags (or a YAML recipe) in, converted and checked files out."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from .errors import EdgeoptError
 
-
-def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
-    try:
-        return args.func(args) or 0
-    except EdgeoptError as e:
-        print(f"edgeopt: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("edgeopt: interrupted; finished files and manifest.json are kept", file=sys.stderr)
-        return 130
-
-
-def build_parser():
-    parser = argparse.ArgumentParser(prog="edgeopt", description=__doc__.split(":")[0])
-    sub = parser.add_subparsers(metavar="command")
-    _add_convert(sub)
-    _add_formats(sub)
-    _add_demo(sub)
-    return parser
-
-
-def _add_convert(sub):
+def add(sub):
     p = sub.add_parser("convert", help="prune, quantize and export a Keras model; check every file")
     p.add_argument("model", nargs="?", help=".keras / .h5 file or SavedModel folder (default: the recipe's model)")
     p.add_argument("--recipe", help="YAML recipe (flags below override it)")
@@ -53,9 +25,9 @@ def _add_convert(sub):
 
 
 def _convert(args):
-    from .pipeline import convert
-    from .recipe import load_recipe
-    from .summary import conversion_table
+    from ..pipeline import convert
+    from ..recipe import load_recipe
+    from ..summary import conversion_table
 
     base = load_recipe(args.recipe).to_dict() if args.recipe else {}
     recipe = _apply_flags(base, args)
@@ -66,8 +38,8 @@ def _convert(args):
 
 
 def _apply_flags(recipe: dict, args) -> dict:
-    from . import capabilities
-    from .errors import RecipeError
+    from .. import capabilities
+    from ..errors import RecipeError
 
     if args.prune is not None or args.m_by_n or args.prune_epochs:
         prune = dict(recipe.get("prune") or {})
@@ -99,37 +71,3 @@ def _apply_flags(recipe: dict, args) -> dict:
 
 def _split(text):
     return [t.strip() for t in text.split(",") if t.strip()] if text else []
-
-
-def _add_formats(sub):
-    p = sub.add_parser("formats", help="list the format/precision combinations and what each needs")
-    p.set_defaults(func=_formats)
-
-
-def _formats(args):
-    from .capabilities import CAPABILITIES
-    from .table import render
-
-    rows = []
-    for c in CAPABILITIES:
-        opts = ", ".join(f"{k}={v[1]!r}" for k, v in c.options.items()) or "-"
-        rows.append([c.format, c.precision, "yes" if c.needs_calibration else "no", c.tool, c.summary, opts])
-    print(render(["format", "precision", "calibration", "made by", "what it is", "options (default)"], rows))
-
-
-def _add_demo(sub):
-    p = sub.add_parser("demo", help="train a digits CNN offline and run the whole converter on it")
-    p.add_argument("--out", default="edgeopt-demo", help="output folder (default: %(default)s)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=lambda a: _demo(a))
-
-
-def _demo(args):
-    from .demo import run_demo
-
-    manifest = run_demo(args.out, progress=not args.quiet)
-    return 0 if all(a.status != "failed" for a in manifest.artifacts) else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,38 @@
+"""The `edgeopt` command: a thin shell over the Python API. Exit codes: 0 ok, 1 an artifact failed, 2 bad input.
+
+Each subcommand lives in its own module with an `add(subparsers)` that registers it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import EdgeoptError
+from . import convert, demo, formats
+
+COMMANDS = [convert, formats, demo]
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args) or 0
+    except EdgeoptError as e:
+        print(f"edgeopt: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("edgeopt: interrupted; finished files and reports are kept", file=sys.stderr)
+        return 130
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="edgeopt", description=__doc__.split(":")[0])
+    sub = parser.add_subparsers(metavar="command")
+    for command in COMMANDS:
+        command.add(sub)
+    return parser

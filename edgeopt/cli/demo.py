@@ -1,0 +1,15 @@
+"""`edgeopt demo`: the whole story on bundled data, offline."""
+
+
+def add(sub):
+    p = sub.add_parser("demo", help="train a digits CNN offline and run the whole converter on it")
+    p.add_argument("--out", default="edgeopt-demo", help="output folder (default: %(default)s)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_demo)
+
+
+def _demo(args):
+    from ..demo import run_demo
+
+    manifest = run_demo(args.out, progress=not args.quiet)
+    return 0 if all(a.status != "failed" for a in manifest.artifacts) else 1
