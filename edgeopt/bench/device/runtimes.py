@@ -33,6 +33,14 @@ def detect_format(path) -> str:
     )
 
 
+def import_runtime(fmt):
+    """Import the runtime a format needs, so that its own memory is not counted as the model's."""
+    if fmt == "tflite":
+        import ai_edge_litert.interpreter  # noqa: F401
+    else:
+        import onnxruntime  # noqa: F401
+
+
 def open_model(path, threads=None, xnnpack=True):
     """Load `path` with the runtime its format needs. `threads=None` lets the runtime choose."""
     if threads is not None and int(threads) < 1:
