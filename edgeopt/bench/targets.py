@@ -8,6 +8,7 @@ in the local bundle folder, whatever it had to copy to get there.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 from ..errors import TargetError
 
 PROGRESS = re.compile(r"^\[(\d+)/(\d+)\] (.*)$")
+DEVICE_DIR = Path(__file__).parent / "device"  # the files a bundle carries to the device
 
 
 class Target:
@@ -30,6 +32,13 @@ class Target:
 
     def prepare(self):
         """Check the target can run the harness; raise TargetError naming what is missing and the fix."""
+        report = self.check()
+        if not report.ok:
+            raise TargetError(f"{self.name} cannot run the benchmark: {report.message()}")
+
+    def check(self):
+        """A Preflight: what the target is (for `edgeopt target check`) and what stops it running the harness."""
+        raise NotImplementedError
 
     def run(self, bundle: Path, on_progress=None, timeout=None) -> Path:
         """Run the plan in `bundle`; return the local path of results.json."""
@@ -38,6 +47,15 @@ class Target:
 
 class LocalTarget(Target):
     """This machine, with the Python that runs edgeopt."""
+
+    def check(self):
+        from .preflight import assess
+
+        proc = subprocess.run([sys.executable, str(DEVICE_DIR / "probe.py")], capture_output=True, text=True,
+                              timeout=120)
+        if proc.returncode != 0:
+            raise TargetError(f"the local probe failed: {proc.stderr.strip()[-300:]}")
+        return assess(json.loads(proc.stdout.strip().splitlines()[-1]), python=sys.executable)
 
     def run(self, bundle, on_progress=None, timeout=None):
         argv = [sys.executable, str(bundle / "device" / "runner.py"), str(bundle / "plan.json")]
@@ -78,7 +96,15 @@ def run_streaming(argv, on_progress=None, timeout=None, what="the runner", env=N
 
 
 def parse_target(spec: str) -> Target:
-    """'local', 'aarch64-emulated' or 'ssh://user@host[:port]' -> a Target."""
+    """'local', 'aarch64-emulated' or 'ssh://user@host[:port][?python=...&workdir=...]' -> a Target."""
     if spec in ("local", "", None):
         return LocalTarget()
-    raise TargetError(f"unknown target {spec!r}: use 'local'")
+    if spec == "aarch64-emulated":
+        from .emulated import EmulatedTarget
+
+        return EmulatedTarget()
+    if spec.startswith("ssh://"):
+        from .ssh import SshTarget
+
+        return SshTarget.from_spec(spec)
+    raise TargetError(f"unknown target {spec!r}: use 'local', 'aarch64-emulated' or 'ssh://user@host[:port]'")
