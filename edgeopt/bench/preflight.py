@@ -65,11 +65,14 @@ def assess(facts: dict, python: str, needed_bytes: int = MIN_FREE_BYTES, reinsta
         ("free disk", f"{facts['disk_free_bytes'] / 1e6:.0f} MB" if facts.get("disk_free_bytes") is not None else "-"),
     ]
     arch = str(cpu.get("arch", "")).lower()
+    if "python" not in facts:  # the probe did not run: only `uname -m` answered
+        report.rows = report.rows[:1]
     if arch not in SIXTY_FOUR_BIT:
         report.problems.append((
             f"the board is {arch} (32-bit): onnxruntime and ai-edge-litert publish no wheels for 32-bit ARM",
             "install a 64-bit OS (e.g. Raspberry Pi OS 64-bit, which reports aarch64)",
         ))
+    if arch not in SIXTY_FOUR_BIT or "python" not in facts:
         return report
     version = tuple(int(p) for p in str(facts.get("python", "0.0")).split(".")[:2])
     if version < MIN_PYTHON:

@@ -19,6 +19,7 @@ IMPORTS = {"numpy": "numpy", "ai-edge-litert": "ai_edge_litert.interpreter", "on
 def probe(workdir) -> dict:
     facts = sysinfo.describe()
     facts["executable"] = sys.executable
+    facts["home"] = os.path.expanduser("~")
     facts["imports"] = {}
     for dist, module in IMPORTS.items():
         try:
