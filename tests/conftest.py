@@ -61,3 +61,20 @@ def converted(model_h5, tmp_path_factory):
     manifest = edgeopt.convert(str(model_h5), FULL_RECIPE, train="digits", calibration="digits",
                                evaluation="digits", out=out, progress=False, log=lambda *_: None)
     return manifest, out, before
+
+
+@pytest.fixture(scope="session")
+def aarch64_emulator():
+    """The aarch64 emulator, set up (once, into the user's cache) by the same code as `edgeopt target setup`.
+
+    Without it (no Debian tools, no network): a failure in CI, where it must run, and a skip elsewhere.
+    """
+    from edgeopt.bench.emulator_setup import setup
+    from edgeopt.errors import TargetError
+
+    try:
+        return setup(log=lambda line: print(line, flush=True))
+    except TargetError as e:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the arm64 tests, but the aarch64 emulator cannot be set up: {e}")
+        pytest.skip(f"no aarch64 emulator ({e})")
