@@ -27,8 +27,11 @@ def probe(workdir) -> dict:
             facts["imports"][dist] = {"ok": True, "version": facts["versions"].get(dist)}
         except BaseException as e:  # an ImportError, or a wheel's native code failing as it loads
             facts["imports"][dist] = {"ok": False, "error": f"{type(e).__name__}: {str(e).strip()[:300]}"}
+    folder = os.path.expanduser(workdir)
+    while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)  # not made yet: it will be made on the nearest existing folder's disk
     try:
-        facts["disk_free_bytes"] = shutil.disk_usage(os.path.expanduser(workdir)).free
+        facts["disk_free_bytes"] = shutil.disk_usage(folder).free
     except OSError:
         facts["disk_free_bytes"] = None
     return facts
