@@ -107,3 +107,16 @@ def test_an_emulator_not_set_up_names_the_setup_command(tmp_path):
         Emulator.load(tmp_path)
     with pytest.raises(TargetError, match="not set up"):
         EmulatedTarget(tmp_path).prepare()
+
+
+def test_targets_and_parity_never_import_tensorflow():
+    import subprocess
+    import sys
+
+    code = ("import sys, edgeopt.bench.ssh, edgeopt.bench.emulated, edgeopt.bench.emulator_setup, "
+            "edgeopt.bench.parity, edgeopt.cli.target\n"
+            "from edgeopt.bench.parity import output_scales\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_keras', 'keras')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

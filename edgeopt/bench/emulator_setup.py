@@ -175,7 +175,7 @@ def _qemu(folder: Path, log) -> tuple[Path, str]:
 def _rootfs(rootfs: Path, log):
     if (rootfs / "usr" / "bin" / "python3.11").exists():
         return
-    log("downloading an arm64 Python 3.11 userland (Debian bookworm packages, about 20 MB)")
+    log("downloading an arm64 Python 3.11 userland (Debian bookworm packages, about 15 MB)")
     with tempfile.TemporaryDirectory(dir=rootfs.parent) as tmp:
         apt = PrivateApt(Path(tmp) / "apt", "arm64", "bookworm")
         apt.update()
