@@ -120,3 +120,23 @@ def test_targets_and_parity_never_import_tensorflow():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("case,pattern", [
+    ("unknown cpu", "unknown emulated CPU 'cortex-m4': use one of neoverse-n1, cortex-a76, cortex-a72"),
+    ("no apt", "needs apt-get, apt-cache, dpkg-deb \\(Debian or Ubuntu\\)"),
+    ("no network", "reading the package list of http://127.0.0.1:9/debian .*failed.*no network\\? set "
+                   "EDGEOPT_DEBIAN_MIRROR"),
+])
+def test_emulator_setup_problems_say_what_to_do(case, pattern, tmp_path, monkeypatch):
+    import shutil
+
+    from edgeopt.bench import emulator_setup
+
+    monkeypatch.setenv("EDGEOPT_DEBIAN_MIRROR", "http://127.0.0.1:9/debian")  # nothing listens there
+    if case == "no apt":
+        monkeypatch.setattr(shutil, "which", lambda tool: None)
+    with pytest.raises(TargetError, match=pattern):
+        emulator_setup.setup(tmp_path / "cache", cpu="cortex-m4" if case == "unknown cpu" else "neoverse-n1",
+                             log=lambda line: None)
+    assert not (tmp_path / "cache" / "emulator.json").exists()

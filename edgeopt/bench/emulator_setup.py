@@ -52,11 +52,15 @@ def setup(folder: Path | None = None, cpu: str = DEFAULT_CPU, force: bool = Fals
         log(f"removing the previous emulator in {folder}")
         shutil.rmtree(folder)
     state_file = folder / STATE_FILE
+    versions = {name: metadata.version(name) for name in RUNTIMES}
     if state_file.exists():
         state = json.loads(state_file.read_text())
-        if state.get("cpu") == cpu:
+        if state.get("cpu") == cpu and state.get("versions") == versions:
             log(f"the aarch64 emulator is already set up in {folder}")
             return Emulator.load(folder)
+        if state.get("versions") != versions:
+            log(f"the runtimes here are now {versions}: fetching their aarch64 wheels again")
+            shutil.rmtree(folder / "site", ignore_errors=True)
     _check_host()
     folder.mkdir(parents=True, exist_ok=True)
     started = time.time()
@@ -64,7 +68,7 @@ def setup(folder: Path | None = None, cpu: str = DEFAULT_CPU, force: bool = Fals
     rootfs = folder / "rootfs"
     _rootfs(rootfs, log)
     _write_cpuinfo(rootfs, cpu)
-    _wheels(folder / "site", log)
+    _wheels(folder / "site", versions, log)
     state = {"qemu": str(qemu), "qemu_version": qemu_version, "cpu": cpu}
     emulator = Emulator(qemu, rootfs, folder / "site", cpu, state)
     log("checking the arm64 Python imports the runtimes under emulation")
@@ -93,7 +97,8 @@ def _run(argv, what, timeout=600, **kwargs) -> str:
     except subprocess.TimeoutExpired:
         raise TargetError(f"{what} took more than {timeout} s (is the network slow or down?)") from None
     if proc.returncode != 0:
-        lines = [ln for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip() and not ln.startswith("W:")]
+        noise = ("W:", "Ign:", "Hit:", "Get:", "Reading", "Fetched")
+        lines = [ln.strip() for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip() and not ln.startswith(noise)]
         raise TargetError(f"{what} failed: " + " | ".join(lines[-4:]))
     return proc.stdout
 
@@ -122,8 +127,11 @@ class PrivateApt:
         self.where = f"{mirror} {suite} ({arch})"
 
     def update(self):
-        _run(["apt-get", *self.options, "update"], f"reading the package list of {self.where}",
-             timeout=300)
+        try:
+            _run(["apt-get", *self.options, "update", "--error-on=any"], f"reading the package list of {self.where}",
+                 timeout=300)
+        except TargetError as e:
+            raise TargetError(f"{e} (no network? set {MIRROR_ENV} to a Debian mirror this machine can reach)") from None
 
     def dependencies(self, packages) -> list[str]:
         """`packages` and everything they depend on (recursively, without recommends), minus NOT_NEEDED."""
@@ -195,10 +203,10 @@ def _write_cpuinfo(rootfs: Path, cpu: str):
     write_text_atomic(rootfs / "proc" / "cpuinfo", cpuinfo_text(CPUS[cpu], os.cpu_count() or 1))
 
 
-def _wheels(site: Path, log):
+def _wheels(site: Path, versions: dict, log):
     if (site / "onnxruntime").exists() and (site / "ai_edge_litert").exists():
         return
-    pins = [f"{name}=={metadata.version(name)}" for name in RUNTIMES]
+    pins = [f"{name}=={version}" for name, version in versions.items()]
     log("downloading aarch64 wheels: " + " ".join(pins) + " (about 55 MB)")
     partial = site.with_name("site.partial")
     shutil.rmtree(partial, ignore_errors=True)
