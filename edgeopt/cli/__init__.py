@@ -9,9 +9,9 @@ import argparse
 import sys
 
 from ..errors import EdgeoptError
-from . import convert, demo, formats
+from . import bench, convert, demo, formats
 
-COMMANDS = [convert, formats, demo]
+COMMANDS = [convert, bench, formats, demo]
 
 
 def main(argv=None) -> int:
