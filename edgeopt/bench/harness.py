@@ -42,6 +42,7 @@ class Candidate:
     input_specs: list | None = None
     output_specs: list | None = None
     skip_reason: str | None = None  # set: a row that says why it was not measured
+    skip_status: str = "failed"  # "skipped" when an earlier stage, not this file, is why
 
 
 def benchmark(source, *, targets=("local",), threads=None, rounds=3, timing=None, evaluation=None,
@@ -59,7 +60,8 @@ def benchmark(source, *, targets=("local",), threads=None, rounds=3, timing=None
         samples: at most this many evaluation samples are scored.
         baseline: artifact id that speedups and size ratios refer to (default: the fp32 file of each format).
         metric: 'module:function' or callable(outputs, labels) -> float; default top-1 accuracy.
-        out: folder for report.json, report.md and the plots (default: the converter folder, or edgeopt-bench).
+        out: folder for report.json, report.md and the plots (default: the folder benchmarked, else
+            edgeopt-bench).
 
     Example:
         >>> report = edgeopt.benchmark("edgeopt-demo", threads=[1])  # doctest: +SKIP
@@ -73,7 +75,8 @@ def benchmark(source, *, targets=("local",), threads=None, rounds=3, timing=None
     timing = {**DEFAULT_TIMING, **(timing or {})}
     manifest, candidates = _collect(source)
     data = load_evaluation(evaluation, manifest, candidates, samples)
-    out = check_writable_dir(out or (manifest.root if manifest else "edgeopt-bench"))
+    folder = Path(source) if isinstance(source, (str, Path)) and Path(source).is_dir() else None
+    out = check_writable_dir(out or (manifest.root if manifest else folder or "edgeopt-bench"))
     resolved = [parse_target(t) for t in (targets or ["local"])]
     report = Report(
         settings={"threads": threads, "rounds": int(rounds), "timing": timing, "targets": [t.name for t in resolved]},
@@ -131,6 +134,7 @@ def _from_manifest(manifest) -> list:
                       input_specs=a.inputs or None, output_specs=a.outputs or None)
         if a.status != "ok":
             c.skip_reason = f"not benchmarked: the converter marked it {a.status} ({a.error})"
+            c.skip_status = "skipped"
         elif not path or not path.exists():
             c.skip_reason = f"not benchmarked: its file {a.path!r} is missing from {manifest.root}"
         else:
@@ -253,9 +257,10 @@ def _add_rows(report, target, candidates, data, threads, results, bundle) -> dic
             row = Row(target=target.name, artifact=c.id, path=str(c.path) if c.path else None, format=c.format,
                       precision=c.precision, threads=t, emulated=target.emulated, size_bytes=c.size_bytes,
                       gzip_bytes=c.gzip_bytes, macs=c.macs)
-            reason = c.skip_reason or data.mismatch(c)
-            if reason:
-                row.status, row.error = ("skipped" if c.skip_reason and "converter" in c.skip_reason else "failed"), reason
+            if c.skip_reason:
+                row.status, row.error = c.skip_status, c.skip_reason
+            elif data.mismatch(c):
+                row.status, row.error = "failed", data.mismatch(c)
             elif results is None:
                 row.status, row.error = "failed", f"target {target.name} did not run: {report.targets[-1]['error']}"
             else:

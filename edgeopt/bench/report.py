@@ -176,6 +176,22 @@ def headline(report: Report) -> list:
     return lines
 
 
+def what_it_bought(report: Report) -> str:
+    """One line per optimized file at one thread on each target: size, speed and accuracy vs its baseline."""
+    lines = ["What each optimization bought (1 thread, against the fp32 file of the same format):"]
+    for r in report.rows:
+        sp, acc = r.speedup or {}, r.accuracy or {}
+        if not r.ok or r.threads != 1 or sp.get("vs") in (None, r.artifact):
+            continue
+        speed = ("no measurable change in speed" if sp["within_noise"] else
+                 f"{sp['ratio']:.2f}x faster" if sp["ratio"] > 1 else f"{1 / sp['ratio']:.2f}x slower")
+        delta = acc.get("delta_points")
+        kept = "" if delta is None else f", accuracy {delta:+.1f} points"
+        where = f" on {r.target}" if len(report.targets) > 1 else ""
+        lines.append(f"  {r.artifact}{where}: {r.size_ratio:.2f}x the size, {speed}{kept}")
+    return "\n".join(lines)
+
+
 def console(report: Report) -> str:
     problems = [f"  {r.target} {r.artifact} threads={r.threads}: {r.error}" for r in report.rows if r.error]
     return "\n".join(headline(report) + [table(report)] + (["problems:"] + problems if problems else []))
