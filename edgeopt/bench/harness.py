@@ -288,6 +288,7 @@ def _fill(row, measured, bundle) -> dict:
         "unit": "ms per inference, batch 1",
     }
     row.runtime, row.delegates = measured[0]["runtime"], measured[0]["delegates"]
+    row.runtime_settings = measured[0].get("settings", {})
     row.load_seconds = float(np.median([m["load_seconds"] for m in measured]))
     row.first_inference_ms = float(np.median([m["first_inference_seconds"] for m in measured])) * 1000
     mem = [m["memory_kb"] for m in measured]

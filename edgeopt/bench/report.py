@@ -36,6 +36,7 @@ class Row:
     gmacs_per_s: float | None = None
     runtime: str | None = None
     delegates: list = field(default_factory=list)
+    runtime_settings: dict = field(default_factory=dict)  # threads, XNNPACK, ORT session options
     load_seconds: float | None = None
     first_inference_ms: float | None = None
     latency: dict | None = None  # p50_ms, ci95_ms, min/mean/std/p90/p99, throughput, runs, round_p50_ms
