@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from ..fileio import atomic_path
+from .report import short_names
 
 LATENCY_ACCURACY_PNG = "latency_vs_accuracy.png"
 SIZE_PNG = "size.png"
@@ -52,7 +52,7 @@ def _plot_latency_accuracy(report, path) -> bool:
     panels = sorted({(r.target, r.threads) for r in rows}, key=lambda k: (k[0], k[1] or 0))
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels) + 3, 4.5), squeeze=False)
     label = _score(rows[0])[1]
-    names = _short_names([r.artifact for r in rows])
+    names = short_names([r.artifact for r in rows])
     colors = {a: f"C{i % 10}" for i, a in enumerate(dict.fromkeys(r.artifact for r in rows))}
     for ax, (target, threads) in zip(axes[0], panels):
         group = [r for r in rows if r.target == target and r.threads == threads]
@@ -87,7 +87,7 @@ def _plot_sizes(report, path) -> bool:
     if not rows:
         return False
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.5))
-    short = _short_names([r.artifact for r in rows])
+    short = short_names([r.artifact for r in rows])
     names = [short[r.artifact] for r in rows]
     ax.barh(names, [r.size_bytes / 1024 for r in rows], color="C0", label="file")
     ax.barh(names, [(r.gzip_bytes or 0) / 1024 for r in rows], color="C1", height=0.4, label="gzip")
@@ -101,14 +101,6 @@ def _plot_sizes(report, path) -> bool:
     ax.legend(loc="best")
     _save(fig, path)
     return True
-
-
-def _short_names(ids) -> dict:
-    """Artifact ids without the prefix they all share ('digits_cnn.pruned50.'), which says nothing here."""
-    unique = list(dict.fromkeys(ids))
-    prefix = os.path.commonprefix(unique) if len(unique) > 1 else ""
-    prefix = prefix[: prefix.rfind(".") + 1]
-    return {i: i[len(prefix):] or i for i in unique}
 
 
 def _save(fig, path):

@@ -6,6 +6,7 @@ TensorFlow-free. `report.json` is the record (versioned schema); the tables are 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -102,12 +103,20 @@ class Report:
 
 
 # ---- tables ----------------------------------------------------------------------------------------
-HEADERS = ["target", "artifact", "threads", "size", "vs base", "p50 ms (95% CI)", "speedup", "GMAC/s",
-           "peak MB", "accuracy", "Δ acc", "status"]
-ALIGN = "llrrrrrrrrrl"
+HEADERS = ["target", "artifact", "format", "precision", "threads", "size", "vs base", "p50 ms (95% CI)", "speedup",
+           "GMAC/s", "peak MB", "accuracy", "Δ acc", "status"]
+ALIGN = "llllrrrrrrrrrl"
 
 
-def _row_cells(r: Row) -> list:
+def short_names(ids) -> dict:
+    """Artifact ids without the prefix they all share ('digits_cnn.pruned50.'), which says nothing in a table."""
+    unique = list(dict.fromkeys(ids))
+    prefix = os.path.commonprefix(unique) if len(unique) > 1 else ""
+    prefix = prefix[: prefix.rfind(".") + 1]
+    return {i: i[len(prefix):] or i for i in unique}
+
+
+def _row_cells(r: Row, names: dict) -> list:
     lat, sp, acc, mem = r.latency or {}, r.speedup or {}, r.accuracy or {}, r.memory_mb or {}
     if lat:
         lo, hi = lat["ci95_ms"]
@@ -125,7 +134,7 @@ def _row_cells(r: Row) -> list:
     if r.parity and not r.parity.get("passed", True):
         status += " parity!"
     return [
-        r.target, r.artifact, r.threads or "auto", human_bytes(r.size_bytes),
+        r.target, names[r.artifact], r.format, r.precision, r.threads or "auto", human_bytes(r.size_bytes),
         "-" if r.size_ratio is None else f"{r.size_ratio:.2f}x", p50, speed,
         "-" if r.gmacs_per_s is None else f"{r.gmacs_per_s:.2f}", "-" if not mem else f"{mem['peak']:.1f}",
         pct(acc.get("value")) if acc.get("value") is not None else _agreement(acc),
@@ -143,11 +152,20 @@ def _ms(v):
 
 
 def table(report: Report, markdown_format=False) -> str:
-    rows = [_row_cells(r) for r in report.rows]
+    names = short_names([r.artifact for r in report.rows])
+    rows = [_row_cells(r, names) for r in report.rows]
     headers, align = HEADERS, ALIGN
+    prefix = _common_prefix(names)
+    if prefix:
+        headers = [f"artifact ({prefix}…)" if h == "artifact" else h for h in headers]
     if len({r.target for r in report.rows}) <= 1:  # one target: no column for it
         rows, headers, align = [c[1:] for c in rows], headers[1:], align[1:]
     return render(headers, rows, markdown=markdown_format, align=align)
+
+
+def _common_prefix(names: dict) -> str:
+    full, short = next(iter(names.items()), ("", ""))
+    return full[: len(full) - len(short)]
 
 
 def headline(report: Report) -> list:
@@ -171,7 +189,8 @@ def headline(report: Report) -> list:
     s = report.settings
     if s:
         t = s.get("timing", {})
-        lines.append(f"{s.get('rounds')} interleaved rounds, each measurement at least {t.get('min_runs')} runs and "
+        rounds = s.get('rounds')
+        lines.append(f"{rounds} interleaved round{'s' if rounds != 1 else ''}, each measurement at least {t.get('min_runs')} runs and "
                      f"{t.get('min_seconds')} s after {t.get('warmup_runs')} warm-up runs; speedup is the baseline's "
                      "p50 / this p50, ≈ marks a difference within noise (the ratio's 95% interval contains 1)")
     return lines
