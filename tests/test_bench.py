@@ -72,7 +72,7 @@ def test_reports_and_plots_are_written_and_reload(bench_dir):
     assert machine["versions"]["onnxruntime"] and machine["versions"]["ai-edge-litert"]
     assert d["reference"]["accuracy"] > 0.9
     md = (folder / "report.md").read_text()
-    assert "| digits_cnn.pruned50.int8.tflite" in md and "latency_vs_accuracy.png" in md
+    assert "artifact (digits_cnn.pruned50.…)" in md and "| int8.tflite " in md and "latency_vs_accuracy.png" in md
     tflite = next(r for r in report.rows if r.format == "tflite")
     assert tflite.delegates == ["XNNPACK"]
 
