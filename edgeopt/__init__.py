@@ -28,4 +28,13 @@ def convert(*args, **kwargs):
 
 convert.__doc__ = "Run the converter; see edgeopt.pipeline.convert for the arguments."
 
+
+def benchmark(*args, **kwargs):
+    """Measure every artifact; see edgeopt.bench.harness.benchmark for the arguments."""
+    from .bench.harness import benchmark as _benchmark
+
+    return _benchmark(*args, **kwargs)
+
+
+from .bench.report import Report, Row  # noqa: E402,F401
 from .recipe import Recipe, load_recipe  # noqa: E402,F401

@@ -21,8 +21,13 @@ DEMO_RECIPE = {
 }
 
 
+DEMO_BENCH = {"rounds": 3, "timing": {"warmup_runs": 10, "min_runs": 50, "min_seconds": 0.5}}
+
+
 def run_demo(out="edgeopt-demo", progress=True, log=print):
     from . import data
+    from .bench.harness import benchmark
+    from .bench.report import console, what_it_bought
     from .converter.reference_models import digits_cnn, train_classifier
     from .pipeline import convert
     from .summary import conversion_table
@@ -39,5 +44,11 @@ def run_demo(out="edgeopt-demo", progress=True, log=print):
                        out=out, progress=progress, log=log)
     log("")
     log(conversion_table(manifest))
-    log(f"\nfiles and manifest.json are in {out.resolve()} ({time.time() - t0:.0f}s)")
-    return manifest
+    log("\nbenchmarking every file (each in its own process, interleaved rounds) ...")
+    report = benchmark(out, progress=progress, log=log, **DEMO_BENCH)
+    log("")
+    log(console(report))
+    log("")
+    log(what_it_bought(report))
+    log(f"\nfiles, manifest.json, report.md and plots are in {out.resolve()} ({time.time() - t0:.0f}s)")
+    return manifest, report

@@ -22,3 +22,10 @@ def test_demo_produces_every_artifact_within_its_promises(tmp_path):
     assert arts["digits_cnn.pruned50.int8.tflite"]["size_bytes"] <= 0.3 * arts["digits_cnn.pruned50.fp32.tflite"]["size_bytes"]
     assert arts["digits_cnn.pruned50.fp32.onnx"]["check"]["max_abs_error"] <= 1e-4
     assert "digits_cnn.pruned50.int8.tflite" in result.stdout and "agreement" in result.stdout
+    # The demo ends with the benchmark of what it produced: every file measured at 1 and all cores.
+    report = json.loads((tmp_path / "demo" / "report.json").read_text())
+    files = {k for k, a in arts.items() if a["format"] != "keras"}
+    assert {r["artifact"] for r in report["rows"]} == files
+    assert all(r["status"] == "ok" and r["latency"]["p50_ms"] > 0 for r in report["rows"])
+    assert (tmp_path / "demo" / "latency_vs_accuracy.png").exists() and (tmp_path / "demo" / "size.png").exists()
+    assert "What each optimization bought" in result.stdout and "p50 ms (95% CI)" in result.stdout

@@ -9,9 +9,9 @@ import argparse
 import sys
 
 from ..errors import EdgeoptError
-from . import convert, demo, formats, target
+from . import bench, convert, demo, formats, target
 
-COMMANDS = [convert, formats, demo, target]
+COMMANDS = [convert, bench, formats, demo, target]
 
 
 def main(argv=None) -> int:

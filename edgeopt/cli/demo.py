@@ -11,5 +11,5 @@ def add(sub):
 def _demo(args):
     from ..demo import run_demo
 
-    manifest = run_demo(args.out, progress=not args.quiet)
-    return 0 if all(a.status != "failed" for a in manifest.artifacts) else 1
+    manifest, report = run_demo(args.out, progress=not args.quiet)
+    return 0 if all(a.status != "failed" for a in manifest.artifacts) and report.ok else 1

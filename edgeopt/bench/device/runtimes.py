@@ -119,6 +119,7 @@ class LiteRTModel(_Model):
         except (ValueError, RuntimeError) as e:
             raise ModelOpenError(f"LiteRT cannot load {os.path.basename(path)!r}: {str(e).strip()}") from None
         self._batch = None
+        self.settings = {"num_threads": threads, "xnnpack": xnnpack}
         sig = self.interpreter._get_full_signature_list().get("serving_default", {})
         in_names = {v: k for k, v in sig.get("inputs", {}).items()}
         out_names = {v: k for k, v in sig.get("outputs", {}).items()}
@@ -179,6 +180,9 @@ class OrtModel(_Model):
             opts.intra_op_num_threads = int(threads)
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
+        # ORT's defaults otherwise: its pool threads spin briefly after each run (allow_spinning=1).
+        self.settings = {"intra_op_num_threads": threads, "inter_op_num_threads": 1,
+                         "graph_optimization_level": str(opts.graph_optimization_level)}
         try:
             self.session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
         except Exception as e:  # ORT raises its own Fail/InvalidGraph/... types

@@ -109,6 +109,7 @@ def measure(job) -> dict:
         "format": fmt,
         "runtime": model.runtime,
         "delegates": model.delegates,
+        "settings": model.settings,
         "inputs": model.input_specs,
         "outputs": model.output_specs,
         "load_seconds": load_seconds,
