@@ -4,6 +4,8 @@ Real outputs: the converter-made digits models run through the local runner; the
 the same outputs moved by known amounts.
 """
 
+import json
+import re
 import shutil
 
 import numpy as np
@@ -44,8 +46,6 @@ def test_the_same_outputs_are_at_parity_for_every_artifact(local_run, tmp_path):
 
 def test_int8_scales_come_from_output_specs_or_the_final_dequantize(local_run):
     _, out, folder = local_run
-    import json
-
     specs = {m["id"]: m["outputs"] for m in json.loads((folder / "results.json").read_text())["measurements"]}
     int8_io = output_scales(out / "digits_cnn.pruned50.int8.tflite", specs["digits_cnn.pruned50.int8.tflite"])
     float_io = output_scales(out / "digits_cnn.pruned50.int8.float32-io.tflite", None)
@@ -107,7 +107,7 @@ def test_int8_dynamic_uses_an_8_bit_grid_over_the_output_range(local_run):
 def test_mismatched_outputs_fail_with_the_reason(other, reason):
     figures = compare([np.zeros((64, 10))], other, "fp32")
     assert figures["verdict"] == "failed"
-    assert __import__("re").search(reason, figures["reason"])
+    assert re.search(reason, figures["reason"])
 
 
 def test_artifact_parity_reads_saved_outputs(local_run):
@@ -118,7 +118,5 @@ def test_artifact_parity_reads_saved_outputs(local_run):
 
 
 def _specs(folder, artifact):
-    import json
-
     return next(m["outputs"] for m in json.loads((folder / "results.json").read_text())["measurements"]
                 if m["id"] == artifact)

@@ -3,6 +3,8 @@
 No network and no emulator here; the real sshd and the emulator are exercised in test_arm64.py.
 """
 
+import re
+
 import pytest
 
 from edgeopt.bench.emulated import EmulatedTarget
@@ -51,7 +53,7 @@ def test_bad_specs_say_what_to_write(spec, pattern):
 def test_ssh_failures_are_told_apart_with_the_fix(stderr, pattern):
     error = SshTarget("pi5", "pi").ssh_failure(stderr)
     assert isinstance(error, TargetError)
-    assert __import__("re").search(pattern, str(error)), str(error)
+    assert re.search(pattern, str(error)), str(error)
 
 
 def _facts(arch="aarch64", python="3.11.2", missing=(), free=10**10):
@@ -76,8 +78,8 @@ def test_preflight_finds_what_stops_a_board(facts, pattern, fix):
     report = assess(facts, python="python3")
     assert not report.ok
     (what, how), = report.problems
-    assert __import__("re").search(pattern, what), what
-    assert __import__("re").search(fix, how), how
+    assert re.search(pattern, what), what
+    assert re.search(fix, how), how
 
 
 def test_a_ready_board_has_no_problems_and_every_fact_printed():
