@@ -24,7 +24,7 @@ class EvaluationData:
     reference: list | None  # the Keras model's outputs on x (from the converter), if known
     source: str
     synthetic: bool = False
-    _written: dict = field(default_factory=dict)  # signature -> inputs file in the bundle
+    _written: dict = field(default_factory=dict)  # (bundle, signature) -> inputs file in that bundle
 
     def describe(self) -> dict:
         n = len(self.x[0]) if self.x else SYNTHETIC_SAMPLES
@@ -57,17 +57,19 @@ class EvaluationData:
     def fits(self, candidate) -> bool:
         return self.mismatch(candidate) is None
 
-    def inputs_for(self, candidate) -> list:
+    def inputs_for(self, input_specs) -> list:
+        """The arrays a model with these inputs is fed: the same on every target (synthetic ones are seeded)."""
         if not self.synthetic:
             return self.x
-        return datalib.synthetic(_float_specs(candidate.input_specs), SYNTHETIC_SAMPLES).x
+        return datalib.synthetic(_float_specs(input_specs), SYNTHETIC_SAMPLES).x
 
     def write_inputs(self, bundle: Path, candidate) -> str:
         """Save the inputs for `candidate` into the bundle once per input signature; return the relative path."""
-        key = _signature(candidate.input_specs) if self.synthetic else "data"
+        # Per bundle too: every target gets a bundle of its own.
+        key = (str(bundle), _signature(candidate.input_specs) if self.synthetic else "data")
         if key not in self._written:
             name = f"inputs-{len(self._written)}.npz"
-            xs = self.inputs_for(candidate)
+            xs = self.inputs_for(candidate.input_specs)
             np.savez(bundle / name, **({"x": xs[0]} if len(xs) == 1 else {f"x{i}": a for i, a in enumerate(xs)}))
             self._written[key] = name
         return self._written[key]

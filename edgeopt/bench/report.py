@@ -92,7 +92,9 @@ class Report:
 
     @property
     def ok(self):
-        return all(r.status != "failed" for r in self.rows) and all(t.get("status") != "failed" for t in self.targets)
+        """No failed row or target, and no output that differs between a target and the local CPU."""
+        return (all(r.status != "failed" and (r.parity or {}).get("verdict", "ok") == "ok" for r in self.rows)
+                and all(t.get("status") != "failed" for t in self.targets))
 
     def save(self, folder) -> dict:
         folder = Path(folder)
@@ -104,8 +106,8 @@ class Report:
 
 # ---- tables ----------------------------------------------------------------------------------------
 HEADERS = ["target", "artifact", "format", "precision", "threads", "size", "vs base", "p50 ms (95% CI)", "speedup",
-           "GMAC/s", "peak MB", "accuracy", "Δ acc", "status"]
-ALIGN = "llllrrrrrrrrrl"
+           "GMAC/s", "peak MB", "accuracy", "Δ acc", "parity", "status"]
+ALIGN = "llllrrrrrrrrrrl"
 
 
 def short_names(ids) -> dict:
@@ -131,15 +133,24 @@ def _row_cells(r: Row, names: dict) -> list:
         speed = ("≈" if sp["within_noise"] else "") + f"{sp['ratio']:.2f}x"
     delta = acc.get("delta_points")
     status = r.status + (" (emulated)" if r.emulated and r.ok else "")
-    if r.parity and not r.parity.get("passed", True):
-        status += " parity!"
+    if r.parity and r.parity.get("verdict") != "ok":
+        status += " PARITY"
     return [
         r.target, names[r.artifact], r.format, r.precision, r.threads or "auto", human_bytes(r.size_bytes),
         "-" if r.size_ratio is None else f"{r.size_ratio:.2f}x", p50, speed,
         "-" if r.gmacs_per_s is None else f"{r.gmacs_per_s:.2f}", "-" if not mem else f"{mem['peak']:.1f}",
         pct(acc.get("value")) if acc.get("value") is not None else _agreement(acc),
-        "-" if delta is None else f"{delta:+.1f}", status,
+        "-" if delta is None else f"{delta:+.1f}", _parity(r.parity), status,
     ]
+
+
+def _parity(p):
+    """How far this target's outputs are from the local CPU's: in LSB for int8, else max |diff|."""
+    if not p:
+        return "-"
+    if p.get("verdict") == "failed":
+        return "failed"
+    return f"{p['lsb']:.2g} LSB" if p.get("lsb") is not None else f"{p['max_abs_diff']:.2g}"
 
 
 def _agreement(acc):
@@ -158,8 +169,10 @@ def table(report: Report, markdown_format=False) -> str:
     prefix = _common_prefix(names)
     if prefix:
         headers = [f"artifact ({prefix}…)" if h == "artifact" else h for h in headers]
-    if len({r.target for r in report.rows}) <= 1:  # one target: no column for it
-        rows, headers, align = [c[1:] for c in rows], headers[1:], align[1:]
+    if len({r.target for r in report.rows}) <= 1:  # one target: no column for it, and no parity to show
+        keep = [i for i, h in enumerate(headers) if h not in ("target", "parity")]
+        rows = [[c[i] for i in keep] for c in rows]
+        headers, align = [headers[i] for i in keep], "".join(align[i] for i in keep)
     return render(headers, rows, markdown=markdown_format, align=align)
 
 
@@ -212,19 +225,26 @@ def what_it_bought(report: Report) -> str:
     return "\n".join(lines)
 
 
+def problems(report: Report) -> list:
+    """(where, what) for every row that failed or whose outputs differ from the local CPU's."""
+    found = [(f"{r.target} {r.artifact} threads={r.threads}", r.error) for r in report.rows if r.error]
+    found += [(f"{r.target} {r.artifact} threads={r.threads}", f"outputs differ from the local CPU's: {r.parity.get('reason')}")
+              for r in report.rows if r.parity and r.parity.get("verdict") != "ok"]
+    return found
+
+
 def console(report: Report) -> str:
-    problems = [f"  {r.target} {r.artifact} threads={r.threads}: {r.error}" for r in report.rows if r.error]
-    return "\n".join(headline(report) + [table(report)] + (["problems:"] + problems if problems else []))
+    lines = [f"  {where}: {what}" for where, what in problems(report)]
+    return "\n".join(headline(report) + [table(report)] + (["problems:"] + lines if lines else []))
 
 
 def markdown(report: Report) -> str:
     lines = ["# Benchmark report", ""]
     lines += [f"- {line}" for line in headline(report)]
     lines += ["", table(report, markdown_format=True), ""]
-    problems = [r for r in report.rows if r.error]
-    if problems:
-        lines += ["## Problems", ""] + [f"- **{r.target} {r.artifact}** threads={r.threads}: {r.error}"
-                                        for r in problems] + [""]
+    found = problems(report)
+    if found:
+        lines += ["## Problems", ""] + [f"- **{where}**: {what}" for where, what in found] + [""]
     lines += ["## Machines", ""]
     for t in report.targets:
         lines.append(f"- **{t['name']}** ({t['kind']}{', emulated' if t.get('emulated') else ''}): "

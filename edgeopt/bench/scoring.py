@@ -10,7 +10,7 @@ import importlib
 
 from ..check import compare, task_accuracy
 from ..errors import BenchmarkError
-from . import stats
+from . import parity, stats
 
 
 def finish(report, work, data, baseline=None, metric=None):
@@ -32,6 +32,28 @@ def finish(report, work, data, baseline=None, metric=None):
             base = _baseline_for(row, rows, baseline)
             if base is not None:
                 _against_baseline(row, base, work)
+    _parity_with_local(report, work, data)
+
+
+def _parity_with_local(report, work, data):
+    """Each row on another target (a board, the emulator) against the same file's outputs on this CPU."""
+    local = next((t["name"] for t in report.targets if t["kind"] == "local"), None)
+    for row in report.rows:
+        w = work.get((row.target, row.artifact, row.threads), {})
+        if row.target == local or not row.ok or w.get("outputs") is None:
+            continue
+        ref = work.get((local, row.artifact, row.threads), {}).get("outputs") if local else None
+        if ref is None:  # no local run (or it failed): the outputs are cheap to compute here
+            ref = _host_outputs(row, data)
+        figures = parity.compare(ref, w["outputs"], row.precision, parity.output_scales(row.path, w["output_specs"]))
+        row.parity = {"vs": "local CPU", **{k: v for k, v in figures.items() if k != "outputs"}}
+
+
+def _host_outputs(row, data):
+    from .device.runtimes import open_model
+
+    model = open_model(row.path)
+    return model.predict(data.inputs_for(model.input_specs))
 
 
 def resolve_metric(metric):
