@@ -26,7 +26,7 @@ from suite_models import EXPORTS, QUICK_TIMING, SUITE  # noqa: E402
 import summary  # noqa: E402
 
 THREADS, ROUNDS = [1, 2], 5
-OVERHEAD_ROUNDS = 10  # short rounds, many of them: on a shared machine the median of many beats a few long ones
+OVERHEAD_ROUNDS = 20  # short rounds, many of them: on a shared machine, contention comes in bursts
 QUICK_THREADS, QUICK_ROUNDS = [1], 2
 OVERHEAD_CASES = [("mobilenet_v2", "tflite"), ("mobilenet_v2", "onnx"), ("digits_cnn", "tflite")]
 
@@ -86,7 +86,7 @@ def run_overhead(manifests: dict, out: Path, quick: bool, log) -> bool:
         return False
     argv = [sys.executable, str(HERE / "overhead.py"), *cases, "--out", str(out)]
     argv += ["--threads", ",".join(map(str, QUICK_THREADS if quick else THREADS))]
-    argv += ["--rounds", "2", "--runs", "200"] if quick else ["--rounds", str(OVERHEAD_ROUNDS)]
+    argv += ["--rounds", "2", "--runs", "100"] if quick else ["--rounds", str(OVERHEAD_ROUNDS)]
     log(f"overhead check: {', '.join(c.split('=')[0] for c in cases)}")
     subprocess.run(argv, check=True)
     return True

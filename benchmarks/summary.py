@@ -151,8 +151,9 @@ def _int8_findings(s) -> list:
         for r in s[key]:
             cell = groups.setdefault((r["model"], r["threads"]), {}).setdefault(verdict, [])
             cell.append(f"{r['artifact'].removeprefix(r['model'] + '.')} {r['speedup']:.2f}x")
+    order = list(s["models"])
     rows = [[model, threads, *("; ".join(g.get(v, [])) or "-" for v in ("slower", "within noise", "faster"))]
-            for (model, threads), g in groups.items()]
+            for (model, threads), g in sorted(groups.items(), key=lambda kv: (order.index(kv[0][0]), kv[0][1]))]
     headers = ["model", "threads", "int8 SLOWER than fp32", "no faster (within noise)", "faster"]
     return ["Where int8 is slower than fp32 on this CPU (speedup = fp32 p50 / int8 p50, same format):", "",
             render(headers, rows, markdown=True, align="lrlll")]
@@ -163,15 +164,20 @@ def _ratio(v) -> str:
 
 
 def _overhead_section(o) -> list:
-    rows = [[r["case"], r["threads"], r["runs_per_measurement"], f"{r['harness_p50_ms']:.4g}",
-             f"{r['bare_p50_ms']:.4g}", f"{r['ratio']:.3f}", ", ".join(f"{x:.3f}" for x in r["round_ratios"]),
-             "ok" if r["passed"] else f"above {o['bar']}"] for r in o["results"]]
-    headers = ["case", "threads", "runs", "harness p50 ms", "bare loop p50 ms", "ratio", "per round", "verdict"]
+    rows = [[r["case"], r["threads"], r["runs_per_measurement"], _ci(r["harness_p50_ms"], r["harness_ci95_ms"]),
+             _ci(r["bare_p50_ms"], r["bare_ci95_ms"]), f"{r['ratio']:.3f} ({r['ratio_ci95'][0]:.3f}-"
+             f"{r['ratio_ci95'][1]:.3f})", "ok" if r["passed"] else f"above {o['bar']}"] for r in o["results"]]
+    headers = ["case", "threads", "runs per round", "harness p50 ms (95% CI)", "bare loop p50 ms (95% CI)",
+               "ratio (95% CI)", "verdict"]
     return ["## Harness overhead", "",
-            f"The harness's p50 against a bare loop over the runtime in one process, {o['rounds']} interleaved "
-            f"rounds in one run; the bar is a ratio of at most {o['bar']}. Method: {o['method']}. "
-            f"Data: [{OVERHEAD_JSON}]({OVERHEAD_JSON}).", "",
-            render(headers, rows, markdown=True, align="lrrrrrll")]
+            f"The harness's p50 against a bare loop over the runtime, {o['rounds']} interleaved rounds in one run "
+            f"({o['seconds']:.0f} s); the bar is a ratio of at most {o['bar']} for MobileNetV2. Method: "
+            f"{o['method']}. Data, with every round: [{OVERHEAD_JSON}]({OVERHEAD_JSON}).", "",
+            render(headers, rows, markdown=True, align="lrrrrrl")]
+
+
+def _ci(p50, ci) -> str:
+    return f"{p50:.4g} ({ci[0]:.4g}-{ci[1]:.4g})"
 
 
 def _model_table(m) -> str:
