@@ -65,13 +65,13 @@ def _uniform_images(n_full, n_quick, seed):
     return load
 
 
-# Random weights leave MobileNetV2's logits close together, so int8 rounding reorders its top-1 on noise
-# inputs and int8 output quantization spends its range on the common offset. Only these two bounds are
-# relaxed (cosine similarity keeps its default), so the int8 files are kept and timed; their figures
-# stay in the manifest and the reports.
+# A random MobileNetV2's logits on noise lie close together, so a small rounding error reorders its
+# top-1: these bounds (what one run measured, with a margin) keep its fp16 and int8 files, to be timed,
+# while every figure stays in the manifest and the reports. The other tolerances keep their defaults.
 MOBILENET_TOLERANCES = {
-    "int8-dynamic": {"min_top1_agreement": 0.0},
-    "int8": {"max_rel_error": 1.0, "min_top1_agreement": 0.0},
+    "fp16": {"max_abs_error": 0.05, "min_top1_agreement": 0.9},
+    "int8-dynamic": {"min_cosine": 0.98, "min_top1_agreement": 0.5},
+    "int8": {"min_cosine": 0.95, "min_top1_agreement": 0.5},
 }
 
 SUITE = {
@@ -88,7 +88,7 @@ SUITE = {
                    note="Conv1D over the 8 rows of a digit as 8 timesteps x 8 features, trained here"),
         SuiteModel("mobilenet_v2", lambda quick: mobilenet_v2(), _uniform_images(64, 8, seed=1), _uniform_images(32, 4, seed=2),
                    tolerances=MOBILENET_TOLERANCES,
-                   note="MobileNetV2 224x224x3, random weights (untrained: accuracy is meaningless, "
-                        "agreement is with the same random model), calibrated and checked on uniform noise"),
+                   note="MobileNetV2 224x224x3 with random weights (untrained: there is no accuracy; "
+                        "agreement is with the same random Keras model), calibrated and checked on uniform noise"),
     ]
 }
