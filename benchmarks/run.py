@@ -1,7 +1,7 @@
 """The benchmark suite: every reference model through edgeopt.convert and edgeopt.benchmark, then the
 harness-overhead check, then SUMMARY.md and summary.json. See benchmarks/README.md.
 
-    .venv/bin/python benchmarks/run.py                       # the full run (~15 min on 2 cores)
+    .venv/bin/python benchmarks/run.py                       # the full run (~9 min on 2 cores)
     .venv/bin/python benchmarks/run.py --quick --models digits_cnn   # seconds-scale smoke run
 """
 
