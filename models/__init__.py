@@ -1,0 +1,6 @@
+"""Reference models for the benchmark suite: builders and the digits shaped for each (see README.md)."""
+
+from .builders import digits_conv1d, digits_mlp, mobilenet_v2, normalise_batchnorm
+from .digits import digits_as
+
+__all__ = ["digits_conv1d", "digits_mlp", "digits_as", "mobilenet_v2", "normalise_batchnorm"]
