@@ -330,12 +330,22 @@ class _Run:
         art.inputs, art.outputs = m.input_specs, m.output_specs
         ev = self.data["evaluation"]
         got = m.predict(ev.x)
-        check = compare(self.reference, got, art.precision, ev.y, self.recipe.check.tolerances)
+        tolerances = self.recipe.check.tolerances
+        synthetic = datalib.is_synthetic(ev)
+        relaxed = synthetic and art.precision.startswith("int8") and \
+            "min_top1_agreement" not in tolerances.get(art.precision, {})
+        if relaxed:
+            # Random inputs give near-tied class scores, so int8 noise flips top-1 without meaning anything;
+            # the error and cosine bounds still apply.
+            tolerances = {**tolerances, art.precision: {**tolerances.get(art.precision, {}), "min_top1_agreement": 0.0}}
+        check = compare(self.reference, got, art.precision, ev.y, tolerances)
         io_problems = check_io(m.output_specs, self.output_specs)
         check["problems"] = io_problems + check["problems"]
         check["passed"] = not check["problems"]
-        if datalib.is_synthetic(ev):
+        if synthetic:
             check["synthetic_inputs"] = True
+        if relaxed:
+            check["notes"] = ["top-1 agreement is reported, not enforced: synthetic inputs have no decisive class"]
         art.check = check
         if not check["passed"]:
             art.status, art.error = "failed", "check against the Keras model failed: " + "; ".join(check["problems"])

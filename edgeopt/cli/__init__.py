@@ -9,9 +9,9 @@ import argparse
 import sys
 
 from ..errors import EdgeoptError
-from . import convert, demo, formats
+from . import convert, demo, formats, survey
 
-COMMANDS = [convert, formats, demo]
+COMMANDS = [convert, formats, demo, survey]
 
 
 def main(argv=None) -> int:
