@@ -11,6 +11,7 @@ TFLite exports are traced at a fixed batch (1 by default). ONNX keeps a dynamic 
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import tempfile
@@ -75,11 +76,8 @@ class Serving:
 
         if self.flavour == "tf_keras" and self.batch is None:
             return tf.lite.TFLiteConverter.from_keras_model(self.model)
-        if self.flavour == "tf_keras":
-            concrete = self.function().get_concrete_function(*self.signature(self.batch))
-            return tf.lite.TFLiteConverter.from_concrete_functions([concrete], self.model)
-        # A Keras 3 concrete function converts without freezing its variables (the file then fails
-        # at run time in READ_VARIABLE); a SavedModel written by ExportArchive converts correctly.
+        # From a SavedModel: a Keras 3 concrete function converts without freezing its variables (the
+        # file then fails at run time in READ_VARIABLE).
         return tf.lite.TFLiteConverter.from_saved_model(str(self.saved_model()))
 
     def saved_model(self) -> Path:
@@ -99,7 +97,8 @@ class Serving:
                 module = tf.Module()
                 module.model = self.model  # tracked, so its variables are saved with the function
                 module.serve = self.function()
-                concrete = module.serve.get_concrete_function(*self.signature(self.batch))
+                with _standard_lstm(self.model):
+                    concrete = module.serve.get_concrete_function(*self.signature(self.batch))
                 tf.saved_model.save(module, str(folder), signatures={"serving_default": concrete})
             self._saved_model = folder
         return self._saved_model
@@ -114,6 +113,30 @@ class Serving:
         else:
             proto, _ = tf2onnx.convert.from_function(self.function(), input_signature=signature, opset=opset)
         return proto
+
+
+@contextlib.contextmanager
+def _standard_lstm(model):
+    """Trace tf_keras LSTMs as plain loops, not as the fusable 'cuDNN-compatible' function.
+
+    TFLite fuses that function into UNIDIRECTIONAL_SEQUENCE_LSTM, whose outputs differ from Keras'
+    by up to 1e-2 (and whose int8 calibration crashes); the plain loop converts exactly. Only a private
+    flag of the in-memory layers is switched, and switched back.
+    """
+    lstms = [layer for layer in _all_sublayers(model) if hasattr(layer, "_could_use_gpu_kernel")]
+    saved = [layer._could_use_gpu_kernel for layer in lstms]
+    for layer in lstms:
+        layer._could_use_gpu_kernel = False
+    try:
+        yield
+    finally:
+        for layer, flag in zip(lstms, saved):
+            layer._could_use_gpu_kernel = flag
+
+
+def _all_sublayers(model):
+    # tf_keras tracks every nested layer (Bidirectional's forward/backward copies included).
+    return model._flatten_layers(include_self=False, recursive=True)
 
 
 def _safe_name(name: str) -> str:
