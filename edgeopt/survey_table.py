@@ -31,8 +31,7 @@ def survey_markdown(report: dict) -> str:
 
 
 def _row(r, notes):
-    arts = {(a["format"], a["precision"]): a for a in r.get("artifacts", [])
-            if a["id"].count(".") <= 3}  # the default variant of each export, not option variants
+    arts = {(a["format"], a["precision"]): a for a in r.get("artifacts", [])}  # the survey makes one of each
     cells = []
     for fmt, precision, _ in _COLUMNS:
         a = arts.get((fmt, precision))

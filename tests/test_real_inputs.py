@@ -60,6 +60,8 @@ def test_bytecode_from_another_python_is_named_in_the_refusal(lambda_h5, tmp_pat
         f.attrs["model_config"] = json.dumps(config)
     with pytest.raises(ModelLoadError, match=r"marshalled by another Python version \(likely Python 3\.8-3\.10\)"):
         edgeopt.convert(str(path), {"exports": FP32}, out=tmp_path / "out", **quiet())
+    with pytest.raises(ModelLoadError, match=r"even with --trust-model-code: layer 'normalise'.*another Python"):
+        edgeopt.convert(str(path), {"exports": FP32}, out=tmp_path / "out", trust_model_code=True, **quiet())
 
 
 def _windows_copy(src, dst):

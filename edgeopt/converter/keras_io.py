@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 import warnings as pywarnings
 import zipfile
 from dataclasses import dataclass, field
@@ -40,8 +41,8 @@ def keras3():
 
 
 def flavour(model) -> str:
-    """'keras3' for a Keras 3 model, 'tf_keras' for a tf_keras (Keras 2) one."""
-    return "keras3" if type(model).__module__.startswith("keras.") else "tf_keras"
+    """'tf_keras' for a tf_keras (Keras 2) model, 'keras3' for a Keras 3 one."""
+    return "tf_keras" if isinstance(model, tf_keras().Model) else "keras3"
 
 
 def load_model(model_or_path, trust_model_code=False) -> LoadedModel:
@@ -67,9 +68,13 @@ def load_model(model_or_path, trust_model_code=False) -> LoadedModel:
     code = model_code.scan(config, lambda cls: _known_class(cls, keras_version))
     if code and not trust_model_code:
         raise model_code.refusal(path, code)
+    foreign = [c for c in code if c.bytecode_note]
+    if foreign:  # unmarshalling another Python's bytecode fails at best, so it is not attempted
+        raise ModelLoadError(f"cannot load {str(path)!r} even with --trust-model-code: layer {foreign[0].layer!r}: "
+                             f"{foreign[0].bytecode_note}")
     warnings = []
     with _repaired(path, kind, warnings) as readable:
-        model, loader = _load_by_version(readable, kind, keras_version, trust_model_code, code)
+        model, loader = _load_by_version(readable, kind, keras_version, trust_model_code)
     info = {
         "path": str(path),
         "sha256": sha256_tree(path),
@@ -146,7 +151,10 @@ def _savedmodel_keras_version(path):
 
 
 def _is_keras_model(obj):
-    return hasattr(obj, "layers") and hasattr(obj, "predict") and type(obj).__module__.startswith(("keras.", "tf_keras."))
+    if isinstance(obj, tf_keras().Model):
+        return True
+    # A Keras 3 model can only exist if its user imported keras already: no need to import it here.
+    return "keras" in sys.modules and isinstance(obj, sys.modules["keras"].Model)
 
 
 def _known_class(cls, keras_version) -> bool:
@@ -172,7 +180,7 @@ def _repaired(path, kind, warnings):
         yield fixed
 
 
-def _load_by_version(path, kind, keras_version, trusted, code):
+def _load_by_version(path, kind, keras_version, trusted):
     """Try the loader the saved version calls for, then the other; report both failures if neither works."""
     first = "keras3" if _is_keras3_version(keras_version) else "tf_keras"
     order = [first] if kind == "savedmodel" else [first, "tf_keras" if first == "keras3" else "keras3"]
@@ -183,12 +191,8 @@ def _load_by_version(path, kind, keras_version, trusted, code):
             return load(path, trusted), loader
         except ModelLoadError as e:
             errors[loader] = str(e)
-    notes = [c.bytecode_note for c in code if c.bytecode_note]
     tried = "; ".join(f"{name}: {err}" for name, err in errors.items())
-    raise ModelLoadError(
-        f"cannot load {str(path)!r} (saved by Keras {keras_version or 'unknown'}): {tried}"
-        + (f". {notes[0]}" if notes else "")
-    )
+    raise ModelLoadError(f"cannot load {str(path)!r} (saved by Keras {keras_version or 'unknown'}): {tried}")
 
 
 def _load_keras3(path, trusted):
