@@ -123,7 +123,7 @@ class _Run:
         self.input_specs, self.output_specs = input_specs(model), output_specs(model)
         self.data = self._load_data(sources)
         self.manifest = Manifest(
-            source={k: v for k, v in loaded.info.items() if k not in ("inputs", "outputs", "warnings")}
+            source={k: v for k, v in loaded.info.items() if k not in ("inputs", "outputs")}
             | {"inputs": self.input_specs, "outputs": self.output_specs},
             recipe=recipe.to_dict(),
             data={role: ds.describe() | {"synthetic": datalib.is_synthetic(ds)}

@@ -134,7 +134,7 @@ def _from_manifest(m: Manifest) -> dict:
         "status": "converted" if not failed else ("partial" if len(failed) < len(arts) else "failed"),
         "loader": m.source.get("loader"), "model_class": m.source.get("model_class"), "params": m.source.get("params"),
         "layers_of_note": m.source.get("layers_of_note", {}), "export_batch": m.source.get("export_batch"),
-        "inputs": m.source.get("inputs"), "artifacts": arts,
+        "inputs": m.source.get("inputs"), "warnings": m.source.get("warnings", []), "artifacts": arts,
     }
 
 

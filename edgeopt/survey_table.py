@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from .table import render
 
 # (format, precision, column title), in the order a reader compares them.
@@ -54,8 +56,15 @@ def _row(r, notes):
 
 
 def _layers_of_note(r) -> str:
+    """'recurrent: LSTM x4; nested models: Sequential x2' from labels such as 'lstm_1 (LSTM)'."""
     kinds = dict(r.get("layers_of_note") or {})
     if r.get("stored_code"):
         kinds.setdefault("stored code", r["stored_code"])
-    parts = [f"{kind.replace('_', ' ')}: {len(names)}" for kind, names in kinds.items()]
-    return ", ".join(parts) or "-"
+    parts = []
+    for kind, labels in kinds.items():
+        classes = Counter(label.rsplit("(", 1)[-1].rstrip(")") for label in labels)
+        listed = ", ".join(f"{cls} x{n}" if n > 1 else cls for cls, n in classes.items())
+        parts.append(f"{kind.replace('_', ' ')}: {listed}")
+    if any("Windows" in w for w in r.get("warnings", [])):
+        parts.append("repaired: Windows weight names")
+    return "; ".join(parts) or "-"

@@ -82,3 +82,26 @@ def test_the_lambda_file_is_refused_naming_the_layer_the_risk_and_the_python_ver
     assert row["status"] == "refused" and row["stored_code"] == ["lambda (Lambda)"]
     for phrase in ("layer 'lambda' (Lambda)", "loading executes", "--trust-model-code", "another Python version"):
         assert phrase in row["error"], phrase
+
+
+def test_keras3_models_in_the_corpus_bridge_to_tf_keras_or_name_the_layer(corpus):
+    from edgeopt.converter.anatomy import all_layers, input_ranges
+    from edgeopt.converter.bridge import BridgeError, to_tf_keras
+    from edgeopt.converter.keras_io import input_specs, load_model
+    from edgeopt.data import synthetic
+
+    bridged = []
+    for name, m in corpus.items():
+        if m["working_loader"] != "keras3":
+            continue
+        model = load_model(CORPUS / m["file"]).model
+        x = synthetic(input_specs(model), 4, ranges=input_ranges(model)).x
+        try:
+            _, facts = to_tf_keras(model, x)
+        except BridgeError as e:
+            named = {f"layer '{layer.name}' ({type(layer).__name__})" for layer in all_layers(model)}
+            assert any(n in str(e) for n in named), (name, str(e))
+        else:
+            assert facts["max_abs_error"] <= 1e-4, name
+            bridged.append(name)
+    assert len(bridged) >= 3, bridged

@@ -102,6 +102,7 @@ def test_a_keras_file_saved_on_windows_is_repaired_in_a_copy_with_a_warning(tmp_
     manifest = edgeopt.convert(str(broken), {"exports": FP32}, out=tmp_path / "out", progress=False, log=logged.append)
     assert sha256_file(broken) == before
     assert any("Windows backslashes" in line for line in logged)
+    assert "Windows backslashes" in manifest.source["warnings"][0]
     assert [a.status for a in manifest.artifacts] == ["ok", "ok"], [a.error for a in manifest.artifacts]
 
 

@@ -130,7 +130,7 @@ class _Rebuilder:
                 built = target.from_config(config)
             except Exception as e:  # tf_keras rejects the config: name the layer and why
                 raise BridgeError(f"layer {layer.name!r} ({cls}) cannot be bridged: tf_keras rejects its "
-                                  f"config ({type(e).__name__}: {str(e).splitlines()[0][:300]})") from None
+                                  f"config ({_reason(e)})") from None
         self.layers[id(layer)] = (layer, built)
         return built
 
@@ -211,3 +211,10 @@ def _as_list(out):
 def _input_name(tensor):
     history = getattr(tensor, "_keras_history", None)
     return history[0].name if history else None
+
+
+def _reason(e) -> str:
+    # tf_keras wraps the real reason: "Error when deserializing class ... Exception encountered: <reason>".
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    cause = next((line for line in lines if line.startswith("Exception encountered:")), lines[0] if lines else "")
+    return f"{type(e).__name__}: {cause.removeprefix('Exception encountered:').strip()[:300]}"

@@ -28,7 +28,10 @@ def convert(serving, precision: str, options: dict, calibration=None) -> bytes:
         if precision == "int8" and serving.batch:
             from . import tflite_isolated
 
-            return tflite_isolated.convert(serving.saved_model(), precision, options, calibration, serving.batch)
+            from .anatomy import recurrent_layers
+
+            return tflite_isolated.convert(serving.saved_model(), precision, options, calibration, serving.batch,
+                                           suspects=recurrent_layers(serving.model))
         converter = serving.tflite_converter()
     except ConversionError:
         raise

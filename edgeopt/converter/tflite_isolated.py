@@ -21,7 +21,8 @@ from ..errors import ConversionError
 _TIMEOUT_S = 900
 
 
-def convert(saved_model, precision, options, calibration, batch) -> bytes:
+def convert(saved_model, precision, options, calibration, batch, suspects=()) -> bytes:
+    """Convert in a child process; `suspects`: layers named if TensorFlow crashes (e.g. recurrent ones)."""
     from .tflite import PartialQuantization
 
     with tempfile.TemporaryDirectory(prefix="edgeopt-tflite-") as tmp:
@@ -37,10 +38,11 @@ def convert(saved_model, precision, options, calibration, batch) -> bytes:
             raise ConversionError(f"TFLite {precision} conversion did not finish in {_TIMEOUT_S}s") from None
         if result.returncode < 0:
             name = signal.Signals(-result.returncode).name
+            where = f"the WHILE loops of {', '.join(suspects)}" if suspects else "this model's ops"
             raise ConversionError(
                 f"TFLite {precision} conversion crashed inside TensorFlow ({name}) while calibrating: TFLite's "
-                "calibrator cannot run this model's ops (typically the WHILE loop of a recurrent layer). The other "
-                "exports are unaffected; use int8-dynamic for smaller weights"
+                f"int8 calibrator cannot run {where}. The other exports are unaffected (int8-dynamic gives int8 "
+                "weights with float activations)"
             )
         error = job / "error.json"
         if error.exists():
