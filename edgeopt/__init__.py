@@ -28,4 +28,11 @@ def convert(*args, **kwargs):
 
 convert.__doc__ = "Run the converter; see edgeopt.pipeline.convert for the arguments."
 
+
+def survey(*args, **kwargs):
+    """Convert every model in a folder, one row each; see edgeopt.corpus.survey for the arguments."""
+    from .corpus import survey as _survey
+
+    return _survey(*args, **kwargs)
+
 from .recipe import Recipe, load_recipe  # noqa: E402,F401

@@ -13,8 +13,8 @@ import traceback
 from pathlib import Path
 
 from . import data as datalib
-from .check import check_io, compare
-from .errors import ConversionError, DataError, EdgeoptError, ModelLoadError, RecipeError
+from .check import check_io, compare, predict_at_batch
+from .errors import ConversionError, DataError, EdgeoptError, RecipeError
 from .fileio import check_writable_dir, gzip_size, sha256_tree, tree_size, write_bytes_atomic
 from .manifest import MANIFEST_NAME, Artifact, Manifest
 from .naming import export_name, stem
@@ -58,13 +58,14 @@ def convert(model=None, recipe=None, *, calibration=None, evaluation=None, train
     _validate_request(recipe, model, sources)
     out = check_writable_dir(out)
 
-    from .converter.keras_io import load_model  # TensorFlow loads here, not at `import edgeopt`
+    # TensorFlow loads here, not at `import edgeopt`
+    from .converter.keras_io import load_model, refuse_string_inputs
 
     t0 = time.time()
     loaded = load_model(model, trust_model_code=trust_model_code)
     for warning in loaded.info.get("warnings", []):
         log(f"warning: {warning}")
-    _refuse_string_inputs(loaded.info)
+    refuse_string_inputs(loaded.info)
     if recipe.prune:
         from .converter.prune import check_prunable
 
@@ -79,17 +80,6 @@ def _as_recipe(recipe) -> Recipe:
     if isinstance(recipe, (str, Path)):
         return load_recipe(recipe)
     return build_recipe(recipe or {})
-
-
-def _refuse_string_inputs(info):
-    text = [s["name"] for s in info["inputs"] if s["dtype"] == "string"]
-    if text:
-        raise ModelLoadError(
-            f"model input(s) {', '.join(map(repr, text))} take strings: TFLite builtin ops and ONNX exports "
-            "cannot process text on a device. Split the model: export the part after its text layers "
-            f"({', '.join(info.get('layers_of_note', {}).get('string_input', [])) or 'TextVectorization/StringLookup'}) "
-            "with integer token inputs, and tokenize on the host"
-        )
 
 
 def _validate_request(recipe, model, sources):
@@ -195,7 +185,7 @@ class _Run:
         for spec in self.recipe.exports:
             if spec.format == "tflite":
                 self._step(spec.format, spec.precision, spec.options, "tflite-convert", parent_id, parent_key,
-                           lambda s=spec: self._tflite(serving, s))
+                           lambda s=spec: self._tflite(serving, s), batch=serving.batch)
             else:
                 opset = spec.options["opset"]
                 if opset not in onnx_parents:
@@ -286,12 +276,12 @@ class _Run:
         self._step("onnx", spec.precision, spec.options, "onnx-quantize", fp32_record.id, fp32_record.sha256, build)
 
     # ---- one export: reuse, build, write, inspect, check ------------------------------------------
-    def _step(self, fmt, precision, options, stage, parent_id, parent_key, build) -> Artifact:
+    def _step(self, fmt, precision, options, stage, parent_id, parent_key, build, batch=None) -> Artifact:
         from .converter.tflite import PartialQuantization
 
         art_id = export_name(self.name, fmt, precision, options)
         data_facts = self.data["calibration"].describe() if self._needs_calibration(fmt, precision) else None
-        key = _key(parent_key, stage, options, self.versions, data_facts, self.recipe.seed)
+        key = _key(parent_key, stage, options, self.versions, data_facts, self.recipe.seed, batch)
         reused = self._reusable(art_id, key)
         if reused:
             self.log(f"reusing {art_id}")
@@ -330,7 +320,7 @@ class _Run:
         art.inputs, art.outputs = m.input_specs, m.output_specs
         ev = self.data["evaluation"]
         fixed = (art.facts or {}).get("fixed_batch") or 1
-        got = _predict_at_batch(m, ev.x, fixed) if fixed > 1 else m.predict(ev.x)
+        got = predict_at_batch(m, ev.x, fixed) if fixed > 1 else m.predict(ev.x)
         tolerances = self.recipe.check.tolerances
         synthetic = datalib.is_synthetic(ev)
         relaxed = synthetic and art.precision.startswith("int8") and \
@@ -384,20 +374,6 @@ class _Run:
         self.log(f"{ok}/{len(self.manifest.artifacts)} artifacts ok; manifest: {self.out / MANIFEST_NAME}")
 
 
-def _predict_at_batch(m, xs, batch):
-    """Outputs of a file traced at a fixed batch > 1: whole batches, the last one padded and trimmed."""
-    import numpy as np
-
-    n, chunks = len(xs[0]), []
-    for start in range(0, n, batch):
-        chunk = [x[start:start + batch] for x in xs]
-        short = batch - len(chunk[0])
-        padded = [np.concatenate([c, np.repeat(c[-1:], short, axis=0)]) if short else c for c in chunk]
-        out = m.decode(m.invoke(m.encode(padded)))
-        chunks.append([o[:batch - short] for o in out])
-    return [np.concatenate([c[i] for c in chunks]) for i in range(len(chunks[0]))]
-
-
 def _prune_verdict(sparsity, target):
     problems = []
     # Rounding in per-layer pruning masks lands a hair under the target; 2% of the target is noise.
@@ -409,8 +385,10 @@ def _prune_verdict(sparsity, target):
     return {"passed": not problems, "problems": problems, "tolerance": {"min_sparsity": round(target * 0.98, 4)}}
 
 
-def _key(parent_key, stage, options, versions, data_facts, seed):
-    blob = json.dumps([parent_key, stage, options, versions, data_facts, seed], sort_keys=True, default=str)
+def _key(parent_key, stage, options, versions, data_facts, seed, batch=None):
+    # A fixed batch changes the file; dynamic-batch files keep the keys earlier runs recorded.
+    parts = [parent_key, stage, options, versions, data_facts, seed] + ([batch] if batch else [])
+    blob = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 

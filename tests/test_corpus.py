@@ -27,7 +27,7 @@ def corpus():
 
 @pytest.fixture(scope="session")
 def surveyed(tmp_path_factory):
-    from edgeopt.survey import survey
+    from edgeopt.corpus import survey
 
     out = tmp_path_factory.mktemp("survey")
     report = survey(CORPUS, out, samples=8, log=lambda *_: None)

@@ -29,12 +29,31 @@ def lambda_h5(tmp_path_factory):
     return path
 
 
-def test_a_lambda_layer_is_refused_by_default_naming_the_layer_and_the_opt_in(lambda_h5, tmp_path):
-    before = sha256_file(lambda_h5)
-    with pytest.raises(ModelLoadError, match=r"layer 'normalise' \(Lambda\): it holds a Python function that "
-                                             r"loading executes.*--trust-model-code.*trust_model_code=True"):
-        edgeopt.convert(str(lambda_h5), {"exports": FP32}, out=tmp_path, **quiet())
-    assert sha256_file(lambda_h5) == before
+@pytest.fixture(scope="module")
+def custom_class_h5(tmp_path_factory):
+    import tf_keras as keras
+
+    class Scale(keras.layers.Layer):
+        def call(self, x):
+            return x * 3.0
+
+    inp = keras.Input((6,))
+    model = keras.Model(inp, keras.layers.Dense(3)(Scale(name="scale")(inp)), name="with_custom")
+    path = tmp_path_factory.mktemp("custom") / "with_custom.h5"
+    model.save(path)
+    return path
+
+
+@pytest.mark.parametrize("fixture,pattern", [
+    ("lambda_h5", r"layer 'normalise' \(Lambda\): it holds a Python function that loading executes"),
+    ("custom_class_h5", r"layer 'scale' \(Scale\): Scale is not a Keras class: loading it imports and runs that code"),
+])
+def test_stored_code_is_refused_by_default_naming_the_layer_and_the_opt_in(request, tmp_path, fixture, pattern):
+    path = request.getfixturevalue(fixture)
+    before = sha256_file(path)
+    with pytest.raises(ModelLoadError, match=pattern + r".*--trust-model-code.*trust_model_code=True"):
+        edgeopt.convert(str(path), {"exports": FP32}, out=tmp_path, **quiet())
+    assert sha256_file(path) == before
 
 
 def test_a_trusted_lambda_model_converts(lambda_h5, tmp_path):
@@ -181,3 +200,14 @@ def test_training_data_cannot_be_synthetic(model_h5, tmp_path):
     with pytest.raises(DataError, match=r"training data cannot be synthetic"):
         edgeopt.convert(str(model_h5), {"prune": {"target_sparsity": 0.5}, "exports": FP32[:1]}, train="synthetic",
                         out=tmp_path, **quiet())
+
+
+def test_tensorflow_ops_in_a_saved_model_are_not_mistaken_for_stored_code(tmp_path):
+    import tensorflow as tf
+    import tf_keras as keras
+
+    inp = keras.Input((4,))
+    model = keras.Model(inp, keras.layers.Dense(2)(tf.math.abs(inp)[:, :3]), name="ops")  # a sin here would rename the one another test expects
+    model.save(tmp_path / "ops.h5")
+    manifest = edgeopt.convert(str(tmp_path / "ops.h5"), {"exports": FP32[:1]}, out=tmp_path / "out", **quiet())
+    assert manifest.source["stored_code"] == [] and manifest.artifacts[0].ok

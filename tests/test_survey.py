@@ -47,9 +47,9 @@ def test_survey_cli_writes_one_row_per_model_and_never_crashes(folder, tmp_path)
 
 
 def test_survey_of_a_folder_without_models_says_so(tmp_path):
+    import edgeopt
     from edgeopt.errors import EdgeoptError
-    from edgeopt.survey import survey
 
     (tmp_path / "notes.txt").write_text("nothing here")
     with pytest.raises(EdgeoptError, match=r"no Keras model in .*HDF5, .keras zip and SavedModel"):
-        survey(tmp_path, tmp_path / "out", log=lambda *_: None)
+        edgeopt.survey(tmp_path, tmp_path / "out", log=lambda *_: None)

@@ -14,7 +14,7 @@ def add(sub):
 
 
 def _survey(args):
-    from ..survey import SURVEY_MD, survey
+    from ..corpus import SURVEY_MD, survey
 
     survey(args.folder, args.out, artifacts=args.artifacts, samples=args.samples,
            trust_model_code=args.trust_model_code, timeout_s=args.timeout)

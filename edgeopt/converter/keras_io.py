@@ -158,8 +158,13 @@ def _is_keras_model(obj):
 
 
 def _known_class(cls, keras_version) -> bool:
-    keras = keras3() if _is_keras3_version(keras_version) else tf_keras()
-    return hasattr(keras.layers, cls)
+    if _is_keras3_version(keras_version):
+        return hasattr(keras3().layers, cls)
+    # tf_keras' registry also holds layers it serializes but does not export, such as TFOpLambda
+    # (a TensorFlow op named in the config, not code stored in the file).
+    from tf_keras.src.layers.serialization import get_builtin_layer
+
+    return hasattr(tf_keras().layers, cls) or get_builtin_layer(cls) is not None
 
 
 def _is_keras3_version(version) -> bool:
@@ -278,3 +283,15 @@ def describe(model) -> dict:
         "inputs": input_specs(model) if model.inputs else [],
         "outputs": output_specs(model) if model.outputs else [],
     }
+
+
+def refuse_string_inputs(info):
+    """Raise ModelLoadError for a model that takes text: no on-device runtime here can."""
+    text = [s["name"] for s in info["inputs"] if s["dtype"] == "string"]
+    if text:
+        raise ModelLoadError(
+            f"model input(s) {', '.join(map(repr, text))} take strings: TFLite builtin ops and ONNX exports "
+            "cannot process text on a device. Split the model: export the part after its text layers "
+            f"({', '.join(info.get('layers_of_note', {}).get('string_input', [])) or 'TextVectorization/StringLookup'}) "
+            "with integer token inputs, and tokenize on the host"
+        )
