@@ -90,7 +90,8 @@ def _validate_request(recipe, model, sources):
     if needing and sources["calibration"] is None:
         problems.append(
             f"{', '.join(needing)} need calibration data (a few hundred representative inputs): pass "
-            "--calibration calib.npz (with an array 'x') or calibration=... in the API, or drop those exports"
+            "--calibration calib.npz (with an array 'x') or calibration=... in the API, or drop those exports "
+            "(--calibration synthetic makes a smoke conversion on random inputs, marked as such)"
         )
     if recipe.prune and sources["train"] is None:
         problems.append(

@@ -211,3 +211,18 @@ def test_tensorflow_ops_in_a_saved_model_are_not_mistaken_for_stored_code(tmp_pa
     model.save(tmp_path / "ops.h5")
     manifest = edgeopt.convert(str(tmp_path / "ops.h5"), {"exports": FP32[:1]}, out=tmp_path / "out", **quiet())
     assert manifest.source["stored_code"] == [] and manifest.artifacts[0].ok
+
+
+@pytest.mark.parametrize("flags,code,expected", [
+    (["--calibration", "synthetic"], 2, "--trust-model-code"),
+    (["--calibration", "synthetic", "--trust-model-code"], 0, "int8 calibrated on synthetic inputs"),
+])
+def test_cli_trust_and_synthetic_flags(lambda_h5, tmp_path, flags, code, expected):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "edgeopt.cli", "convert", str(lambda_h5), "--formats", "tflite",
+                             "--precisions", "fp32,int8", "--out", str(tmp_path), "--quiet", *flags],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == code, result.stderr[-1500:]
+    assert expected in (result.stdout + result.stderr)
