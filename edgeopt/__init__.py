@@ -29,6 +29,13 @@ def convert(*args, **kwargs):
 convert.__doc__ = "Run the converter; see edgeopt.pipeline.convert for the arguments."
 
 
+def survey(*args, **kwargs):
+    """Convert every model in a folder, one row each; see edgeopt.corpus.survey for the arguments."""
+    from .corpus import survey as _survey
+
+    return _survey(*args, **kwargs)
+
+
 def benchmark(*args, **kwargs):
     """Measure every artifact; see edgeopt.bench.harness.benchmark for the arguments."""
     from .bench.harness import benchmark as _benchmark

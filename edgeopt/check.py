@@ -128,3 +128,15 @@ def check_io(artifact_outputs: list, reference_outputs: list) -> list:
                 f"the Keras output {want['name']!r} has {want['shape'][1:]}"
             )
     return problems
+
+
+def predict_at_batch(m, xs, batch):
+    """Outputs of a file traced at a fixed batch > 1: whole batches, the last one padded and trimmed."""
+    n, chunks = len(xs[0]), []
+    for start in range(0, n, batch):
+        chunk = [x[start:start + batch] for x in xs]
+        short = batch - len(chunk[0])
+        padded = [np.concatenate([c, np.repeat(c[-1:], short, axis=0)]) if short else c for c in chunk]
+        out = m.decode(m.invoke(m.encode(padded)))
+        chunks.append([o[:batch - short] for o in out])
+    return [np.concatenate([c[i] for c in chunks]) for i in range(len(chunks[0]))]

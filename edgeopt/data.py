@@ -15,6 +15,7 @@ import numpy as np
 from .errors import DataError
 
 DIGITS = "digits"
+SYNTHETIC = "synthetic"  # drawn from the model's input specs; made by the pipeline, which knows them
 _DIGITS_TRAIN_FRACTION = 0.7
 
 
@@ -69,6 +70,8 @@ def load(source, role: str) -> Dataset | None:
         return source
     if isinstance(source, (str, Path)):
         text = str(source)
+        if text == SYNTHETIC:
+            raise DataError(f"{role} data 'synthetic' is drawn from the model's inputs: pass it to convert()")
         if text == DIGITS:
             return digits(role)
         if text.endswith(".npz") or Path(text).exists():
@@ -181,14 +184,31 @@ def check_against_inputs(ds: Dataset, input_specs: list, role: str) -> Dataset:
     return Dataset(cast, ds.y, ds.source)
 
 
-def synthetic(input_specs: list, n: int, seed=0) -> Dataset:
-    """Uniform [0, 1) inputs of the model's shapes: enough to check a conversion, not to calibrate well."""
+def synthetic(input_specs: list, n: int, seed=0, ranges=None) -> Dataset:
+    """Random inputs of the model's shapes and dtypes, in a plausible range per input.
+
+    `ranges`: one dict per input with low, high, integer (see converter.anatomy.input_ranges);
+    default uniform [0, 1). Enough to smoke-test a conversion and calibrate it roughly: results on
+    these are marked synthetic everywhere they are reported.
+    """
     rng = np.random.default_rng(seed)
-    xs = []
-    for spec in input_specs:
+    ranges = ranges or [{"low": 0.0, "high": 1.0, "integer": False}] * len(input_specs)
+    xs, described = [], []
+    for spec, r in zip(input_specs, ranges):
         shape = [n] + [1 if d is None else d for d in spec["shape"][1:]]
-        xs.append(rng.random(shape).astype(spec["dtype"] if np.dtype(spec["dtype"]).kind == "f" else np.float32))
-    return Dataset(xs, None, "synthetic:uniform[0,1)")
+        dtype = np.dtype(spec["dtype"]) if np.dtype(spec["dtype"]).kind in "fiu" else np.dtype("float32")
+        if r["integer"]:
+            x = rng.integers(int(r["low"]), int(r["high"]), size=shape)
+            described.append(f"integers [{int(r['low'])},{int(r['high'])})")
+        else:
+            x = rng.uniform(r["low"], r["high"], size=shape)
+            described.append(f"uniform[{r['low']:g},{r['high']:g})")
+        xs.append(x.astype(dtype))
+    return Dataset(xs, None, f"{SYNTHETIC}:{';'.join(described)}")
+
+
+def is_synthetic(ds: Dataset | None) -> bool:
+    return ds is not None and ds.source.startswith(SYNTHETIC)
 
 
 def save_npz(path, ds: Dataset, reference: list):

@@ -81,6 +81,11 @@ class Recipe(BaseModel):
     model: str | None = None
     name: str | None = Field(None, description="stem of the artifact file names (default: the model's name)")
     seed: int = 0
+    fixed_batch: int = Field(
+        1, ge=1, le=1024,
+        description="batch the TFLite exports are traced at when the model needs a static one (recurrent layers, "
+        "an input with a fixed batch); other models keep a dynamic batch",
+    )
     data: DataSpec = Field(default_factory=DataSpec)
     prune: PruneSpec | None = None
     exports: list[ExportSpec] = Field(default_factory=lambda: default_exports())

@@ -32,4 +32,6 @@ def conversion_table(manifest, markdown=False) -> str:
         head += f"; Keras accuracy {pct(ref)}" if ref is not None else ""
     ev = manifest.data.get("evaluation", {})
     head += f"; checked on {ev.get('samples')} {'synthetic ' if ev.get('synthetic') else ''}samples from {ev.get('source')}"
+    if (manifest.data.get("calibration") or {}).get("synthetic"):
+        head += "; int8 calibrated on synthetic inputs"
     return "\n".join([head, table] + (["problems:"] + notes if notes else []))

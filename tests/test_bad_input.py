@@ -62,9 +62,11 @@ def test_unloadable_model_files_are_named_with_the_fix(bad_files, name, pattern)
 
 
 @pytest.mark.parametrize("name", ["k3.keras", "k3.h5"])
-def test_keras3_files_are_recognised_and_explained(keras3_files, name):
-    with pytest.raises(ModelLoadError, match=r"saved by Keras 3\.\d+.*\(Keras 3\).*tf_keras.*model\.save"):
-        edgeopt.convert(str(keras3_files / name), FP32_ONLY, out=keras3_files / "out", **quiet())
+def test_keras3_files_are_opened_with_keras3_and_exported(keras3_files, name):
+    recipe = {"exports": [{"format": "tflite", "precision": "fp32"}, {"format": "onnx", "precision": "fp32"}]}
+    manifest = edgeopt.convert(str(keras3_files / name), recipe, out=keras3_files / f"out-{name}", **quiet())
+    assert manifest.source["loader"] == "keras3" and manifest.source["saved_keras_version"].startswith("3.")
+    assert [a.status for a in manifest.artifacts] == ["ok", "ok"], [a.error for a in manifest.artifacts]
 
 
 def test_pruning_a_subclassed_model_is_refused_before_any_work(tmp_path):

@@ -33,7 +33,7 @@ def test_data_from_a_module_function(trained_model, tmp_path, monkeypatch):
     recipe = {"exports": [{"format": "tflite", "precision": "int8"}]}
     manifest = edgeopt.convert(trained_model, recipe, calibration="mydata:calibration", out=tmp_path / "o", **quiet())
     assert manifest.data["calibration"] == {"source": "mydata:calibration", "samples": 64, "labels": True,
-                                            "shapes": [[8, 8, 1]]}
+                                            "shapes": [[8, 8, 1]], "synthetic": False}
     assert manifest.artifacts[0].ok
     sys.modules.pop("mydata", None)
 

@@ -9,9 +9,9 @@ import argparse
 import sys
 
 from ..errors import EdgeoptError
-from . import bench, convert, demo, formats, target
+from . import bench, convert, demo, formats, survey, target
 
-COMMANDS = [convert, bench, formats, demo, target]
+COMMANDS = [convert, bench, formats, demo, survey, target]
 
 
 def main(argv=None) -> int:

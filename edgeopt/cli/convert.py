@@ -15,10 +15,15 @@ def add(sub):
     p.add_argument("--m-by-n", help="structured sparsity such as 2:4")
     p.add_argument("--formats", help="comma-separated: tflite,onnx")
     p.add_argument("--precisions", help="comma-separated: fp32,fp16,int8-dynamic,int8")
-    p.add_argument("--calibration", help="representative inputs: .npz (x), module:function, or digits")
-    p.add_argument("--evaluation", help="inputs (x) and optional labels (y) to check every file on")
+    p.add_argument("--calibration", help="representative inputs: .npz (x), module:function, digits, or synthetic "
+                   "(random inputs of the model's shapes in a plausible range; results are marked synthetic)")
+    p.add_argument("--evaluation", help="inputs (x) and optional labels (y) to check every file on (or synthetic)")
     p.add_argument("--train", help="training data (x, y) for pruning")
     p.add_argument("--calibration-samples", type=int, help="how many calibration samples to use")
+    p.add_argument("--fixed-batch", type=int, metavar="N",
+                   help="batch TFLite exports are traced at when the model needs a static one (default 1)")
+    p.add_argument("--trust-model-code", action="store_true",
+                   help="load Lambda layers and custom classes: this runs code stored in the model file")
     p.add_argument("--no-reuse", action="store_true", help="redo every step even if an earlier run matches")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_convert)
@@ -32,7 +37,8 @@ def _convert(args):
     base = load_recipe(args.recipe).to_dict() if args.recipe else {}
     recipe = _apply_flags(base, args)
     manifest = convert(args.model, recipe, calibration=args.calibration, evaluation=args.evaluation,
-                       train=args.train, out=args.out, reuse=not args.no_reuse, progress=not args.quiet)
+                       train=args.train, out=args.out, reuse=not args.no_reuse, progress=not args.quiet,
+                       trust_model_code=args.trust_model_code)
     print(conversion_table(manifest))
     return 0 if all(a.status != "failed" for a in manifest.artifacts) else 1
 
@@ -50,6 +56,8 @@ def _apply_flags(recipe: dict, args) -> dict:
         if args.prune_epochs:
             prune["epochs"] = args.prune_epochs
         recipe["prune"] = prune
+    if args.fixed_batch:
+        recipe["fixed_batch"] = args.fixed_batch
     if args.calibration_samples:
         recipe.setdefault("data", {})["calibration_samples"] = args.calibration_samples
     if args.formats or args.precisions:

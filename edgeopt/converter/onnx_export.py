@@ -1,23 +1,18 @@
-"""ONNX fp32 export with tf2onnx, from the Keras model's own input signature."""
+"""ONNX fp32 export with tf2onnx (tracing lives in serving.py)."""
 
 from __future__ import annotations
 
 import logging
 
 from ..errors import ConversionError
-from .keras_io import input_specs, tf_keras  # noqa: F401  (tf_keras import order: legacy Keras first)
+from .keras_io import tf_keras  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 
-def export(model, opset: int) -> bytes:
-    import tensorflow as tf
-    import tf2onnx
-
+def export(serving, opset: int) -> bytes:
+    """ONNX fp32 of `serving` (a serving.Serving), dynamic batch."""
     logging.getLogger("tf2onnx").setLevel(logging.ERROR)
-    signature = [
-        tf.TensorSpec([None] + spec["shape"][1:], spec["dtype"], name=spec["name"]) for spec in input_specs(model)
-    ]
     try:
-        proto, _ = tf2onnx.convert.from_keras(model, input_signature=signature, opset=opset)
+        proto = serving.onnx(opset)
     except Exception as e:  # tf2onnx raises plain Exceptions/ValueErrors for unsupported ops
         msg = str(e).strip().splitlines()
         raise ConversionError(f"tf2onnx could not export to ONNX opset {opset}: {msg[0][:400] if msg else e}") from None

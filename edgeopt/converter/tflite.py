@@ -18,10 +18,32 @@ _IO_TYPES = {"int8": "int8", "uint8": "uint8", "float32": "float32"}
 _BOUNDARY_OPS = {"QUANTIZE", "DEQUANTIZE"}
 
 
-def convert(model, precision: str, options: dict, calibration=None) -> bytes:
+def convert(serving, precision: str, options: dict, calibration=None) -> bytes:
+    """One TFLite file of `serving` (a serving.Serving) at `precision`; raise ConversionError naming the cause.
+
+    Gotchas: full-integer calibration of a fixed-batch (recurrent) model runs in a child process,
+    because TFLite's calibrator can crash the interpreter on recurrent WHILE loops (SIGSEGV).
+    """
+    try:
+        if precision == "int8" and serving.batch:
+            from . import tflite_isolated
+
+            from .anatomy import recurrent_layers
+
+            return tflite_isolated.convert(serving.saved_model(), precision, options, calibration, serving.batch,
+                                           suspects=recurrent_layers(serving.model))
+        converter = serving.tflite_converter()
+    except ConversionError:
+        raise
+    except Exception as e:  # tracing the model failed: nothing TFLite-specific yet
+        raise ConversionError(f"TFLite {precision}: tracing the model failed: {type(e).__name__}: {_first(e)}") from None
+    return configure_and_convert(converter, precision, options, calibration, serving.batch or 1)
+
+
+def configure_and_convert(converter, precision, options, calibration, batch) -> bytes:
+    """Set `converter` up for `precision`, convert, and refuse an int8 model that left ops in float."""
     import tensorflow as tf
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
     if precision == "fp16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
@@ -29,7 +51,7 @@ def convert(model, precision: str, options: dict, calibration=None) -> bytes:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     elif precision == "int8":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = _representative(calibration)
+        converter.representative_dataset = _representative(calibration, batch)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         io = options.get("io_type", "int8")
         if io != "float32":
@@ -60,10 +82,10 @@ class PartialQuantization(ConversionError):
         self.model_bytes = model_bytes
 
 
-def _representative(calibration):
+def _representative(calibration, batch):
     def gen():
-        for i in range(len(calibration)):
-            yield [x[i : i + 1] for x in calibration.x]
+        for i in range(0, len(calibration) - batch + 1, batch):
+            yield [x[i : i + batch] for x in calibration.x]
 
     return gen
 
@@ -107,5 +129,14 @@ def describe_converter_error(e, precision) -> str:
             f"TFLite {precision} conversion failed: a recurrent layer needs a static batch size "
             "(tf.TensorListReserve requires a static element_shape). Fix the model's batch size to 1 and retry"
         )
+    ops = sorted(set(re.findall(r"'tfl?\.(\w+)' op", text)))
+    if "quantiz" in text.lower() and ops:
+        return (f"TFLite {precision} conversion failed: op(s) {', '.join(ops)} could not be quantized "
+                f"({_first(e)}); the float exports are unaffected")
     first = next((line for line in text.splitlines() if "error:" in line), text.splitlines()[0] if text else "")
     return f"TFLite {precision} conversion failed: {first.strip()[:400]}"
+
+
+def _first(e) -> str:
+    lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
+    return lines[0][:400] if lines else type(e).__name__
