@@ -104,3 +104,15 @@ def test_user_evaluation_data_and_metric(converted, tmp_path):
     (row,) = report.rows
     assert report.evaluation["samples"] == 100 and row.accuracy["metric"] == "tests.metrics:error_rate"
     assert 0.0 <= row.accuracy["value"] < 0.1
+
+
+def test_files_calibrated_on_synthetic_inputs_are_marked_in_the_report(model_h5, tmp_path):
+    from edgeopt.bench.report import console
+
+    edgeopt.convert(str(model_h5), {"exports": [{"format": "tflite", "precision": "int8"}]},
+                    calibration="synthetic", out=tmp_path, progress=False, log=lambda *_: None)
+    report = edgeopt.benchmark(tmp_path, threads=[1], rounds=1, timing=QUICK, progress=False, log=lambda *_: None)
+    (row,) = report.rows
+    assert row.ok and row.synthetic_calibration
+    assert "ok (synthetic calibration)" in console(report)
+    assert Report.load(tmp_path).rows[0].synthetic_calibration

@@ -43,6 +43,7 @@ class Candidate:
     output_specs: list | None = None
     skip_reason: str | None = None  # set: a row that says why it was not measured
     skip_status: str = "failed"  # "skipped" when an earlier stage, not this file, is why
+    synthetic_calibration: bool = False  # the converter calibrated it on random inputs
 
 
 def benchmark(source, *, targets=("local",), threads=None, rounds=3, timing=None, evaluation=None,
@@ -131,7 +132,8 @@ def _from_manifest(manifest) -> list:
             continue  # the pruned .keras model is the reference, measured by the converter
         path = manifest.path_of(a) if a.path else None
         c = Candidate(a.id, path, a.format, a.precision, a.size_bytes, a.gzip_bytes,
-                      input_specs=a.inputs or None, output_specs=a.outputs or None)
+                      input_specs=a.inputs or None, output_specs=a.outputs or None,
+                      synthetic_calibration=bool(a.facts.get("synthetic_calibration")))
         if a.status != "ok":
             c.skip_reason = f"not benchmarked: the converter marked it {a.status} ({a.error})"
             c.skip_status = "skipped"
@@ -256,7 +258,7 @@ def _add_rows(report, target, candidates, data, threads, results, bundle) -> dic
         for t in threads:
             row = Row(target=target.name, artifact=c.id, path=str(c.path) if c.path else None, format=c.format,
                       precision=c.precision, threads=t, emulated=target.emulated, size_bytes=c.size_bytes,
-                      gzip_bytes=c.gzip_bytes, macs=c.macs)
+                      gzip_bytes=c.gzip_bytes, macs=c.macs, synthetic_calibration=c.synthetic_calibration)
             if c.skip_reason:
                 row.status, row.error = c.skip_status, c.skip_reason
             elif data.mismatch(c):

@@ -30,6 +30,7 @@ class Row:
     status: str = "ok"  # ok / failed / skipped
     error: str | None = None
     emulated: bool = False
+    synthetic_calibration: bool = False  # int8 ranges from random inputs: its accuracy is a smoke test
     size_bytes: int | None = None
     gzip_bytes: int | None = None
     size_ratio: float | None = None  # vs the baseline artifact
@@ -132,7 +133,8 @@ def _row_cells(r: Row, names: dict) -> list:
     else:
         speed = ("≈" if sp["within_noise"] else "") + f"{sp['ratio']:.2f}x"
     delta = acc.get("delta_points")
-    status = r.status + (" (emulated)" if r.emulated and r.ok else "")
+    marks = [m for m, on in (("emulated", r.emulated), ("synthetic calibration", r.synthetic_calibration)) if on]
+    status = r.status + (f" ({', '.join(marks)})" if marks and r.ok else "")
     if r.parity and r.parity.get("verdict") != "ok":
         status += " PARITY"
     return [
