@@ -14,16 +14,6 @@ from edgeopt import data
 from edgeopt.converter.reference_models import digits_cnn, train_classifier
 from models import digits_as, digits_conv1d, digits_mlp, mobilenet_v2
 
-EXPORTS = [
-    {"format": "tflite", "precision": "fp32"},
-    {"format": "tflite", "precision": "fp16"},
-    {"format": "tflite", "precision": "int8-dynamic"},
-    {"format": "tflite", "precision": "int8"},
-    {"format": "onnx", "precision": "fp32"},
-    {"format": "onnx", "precision": "int8-dynamic"},
-    {"format": "onnx", "precision": "int8", "quant_format": "qdq"},
-    {"format": "onnx", "precision": "int8", "quant_format": "qoperator"},
-]
 
 # Microsecond models give tens of thousands of runs in half a second; MobileNetV2 keeps the harness default.
 SMALL_MODEL_TIMING = {"min_seconds": 0.5}
