@@ -18,7 +18,7 @@ import traceback
 
 import numpy as np
 
-from runtimes import detect_format, import_runtime, open_model  # siblings: this file runs as a script
+from runtimes import ModelOpenError, detect_format, import_runtime, open_model  # siblings: this file runs as a script
 from sysinfo import memory_kb
 
 DEFAULT_TIMING = {"warmup_runs": 5, "min_runs": 30, "min_seconds": 1.0, "max_seconds": 60.0}
@@ -145,7 +145,8 @@ def main(argv) -> int:
         result["status"] = "ok"
     except Exception as e:  # every failure becomes a row with its reason; the runner goes on
         result["status"] = "failed"
-        result["error"] = f"{type(e).__name__}: {str(e).strip()}"
+        expected = isinstance(e, (ModelOpenError, ValueError))  # messages written for the user
+        result["error"] = str(e).strip() if expected else f"{type(e).__name__}: {str(e).strip()}"
         result["traceback"] = traceback.format_exc(limit=4)
     tmp = result_path + ".tmp"
     with open(tmp, "w") as f:
