@@ -104,8 +104,8 @@ def _about(s) -> list:
         f"- command: `{s['command']}` ({s['seconds']} s in all, {s['created']})",
         f"- machine: {cpu.get('model', '?')}, {cpu.get('arch', '?')}, {cpu.get('cores', '?')} cores "
         f"({features}); {m.get('os', '?')}; Python {m.get('python', '?')}; {versions}",
-        "- the machine was shared with other jobs while this ran: every file is measured in interleaved rounds "
-        "(A B C A B C ...) so drift hits all alike, and the intervals resample rounds",
+        "- machines like this one are shared, so every file is measured in interleaved rounds (A B C A B C ...) "
+        "and drift hits all alike; the intervals resample rounds",
         f"- threads {settings.get('threads')}, {settings.get('rounds')} rounds; each measurement is batch 1 in a "
         "process of its own; speedup = fp32 p50 / this p50 within the same format and thread count, "
         "≈ where its 95% interval contains 1",
