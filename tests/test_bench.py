@@ -116,3 +116,16 @@ def test_files_calibrated_on_synthetic_inputs_are_marked_in_the_report(model_h5,
     assert row.ok and row.synthetic_calibration
     assert "ok (synthetic calibration)" in console(report)
     assert Report.load(tmp_path).rows[0].synthetic_calibration
+
+
+def test_two_files_with_the_same_name_from_different_folders_are_both_measured(converted, tmp_path):
+    _, out, _ = converted
+    for sub, name in (("a", "digits_cnn.pruned50.fp32.tflite"), ("b", "digits_cnn.pruned50.int8.tflite")):
+        (tmp_path / sub).mkdir()
+        shutil.copy(out / name, tmp_path / sub / "model.tflite")
+    report = edgeopt.benchmark([tmp_path / "a" / "model.tflite", tmp_path / "b" / "model.tflite"], threads=[1],
+                               rounds=1, timing=QUICK, out=tmp_path / "r", progress=False, log=lambda *_: None)
+    # Told apart by their folders; each row holds its own file's measurement only.
+    assert [(r.artifact, r.precision, r.status) for r in report.rows] == [
+        ("a/model.tflite", "fp32", "ok"), ("b/model.tflite", "int8", "ok")]
+    assert all(len(r.latency["round_p50_ms"]) == 1 for r in report.rows)

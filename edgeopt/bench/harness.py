@@ -122,7 +122,20 @@ def _collect(source):
     paths = [Path(s) for s in source]
     if not paths:
         raise BenchmarkError("nothing to benchmark: give a converter output folder or .tflite/.onnx files")
-    return None, [_from_file(f) for f in paths]
+    return None, _unique_ids([_from_file(f) for f in paths])
+
+
+def _unique_ids(candidates):
+    """Rows are keyed by artifact id: files that share a name are told apart by their folder (or position)."""
+    names = [c.id for c in candidates]
+    for c in candidates:
+        if names.count(c.id) > 1:
+            c.id = f"{c.path.parent.name}/{c.path.name}"
+    ids = [c.id for c in candidates]
+    for n, c in enumerate(candidates):
+        if ids.count(c.id) > 1:
+            c.id = f"{n + 1}:{c.id}"
+    return candidates
 
 
 def _from_manifest(manifest) -> list:
@@ -180,13 +193,15 @@ def _run_target(report, target, candidates, data, threads, rounds, timing, progr
     bundle = Path(tempfile.mkdtemp(prefix="edgeopt-bench-"))
     try:
         plan = _write_bundle(bundle, runnable, data, threads, rounds, timing)
-        bar = _progress_bar(progress, len(plan["jobs"]) * rounds, target.name)
+        bar = _Progress(len(plan["jobs"]) * rounds, target.name) if progress and plan["jobs"] else None
+        # Every job may use its own timeout in the runner; past all of them together, the target hangs.
+        whole_plan = plan["job_timeout_seconds"] * len(plan["jobs"]) * rounds + 300
         t0 = time.time()
         try:
             target.prepare()
-            results_path = target.run(bundle, on_progress=bar.update if bar else None)
+            results_path = target.run(bundle, on_progress=bar.update if bar else None, timeout=whole_plan)
             results = _read_results(results_path)
-        except (TargetError, EdgeoptError) as e:
+        except EdgeoptError as e:  # TargetError and its kin: this target's rows say why; others go on
             record.update(status="failed", error=str(e))
             results = None
         finally:
@@ -207,12 +222,12 @@ def _write_bundle(bundle, candidates, data, threads, rounds, timing) -> dict:
     shutil.copytree(DEVICE_DIR, bundle / "device", ignore=shutil.ignore_patterns("__pycache__"))
     (bundle / "models").mkdir()
     jobs = []
-    for c in candidates:
-        dest = bundle / "models" / c.path.name
-        _link_or_copy(c.path, dest)
+    for n, c in enumerate(candidates):
+        name = f"{n}-{c.path.name}"  # two users' files may share a name
+        _link_or_copy(c.path, bundle / "models" / name)
         inputs = data.write_inputs(bundle, c)
         for i, t in enumerate(threads):
-            jobs.append({"id": c.id, "model": f"models/{c.path.name}", "threads": t, "inputs": inputs,
+            jobs.append({"id": c.id, "model": f"models/{name}", "threads": t, "inputs": inputs,
                          "timing": timing, "save_outputs": i == 0})
     plan = {"jobs": jobs, "rounds": rounds, "job_timeout_seconds": timing["max_seconds"] * 2 + 120}
     write_json_atomic(bundle / "plan.json", plan)
@@ -235,18 +250,20 @@ def _read_results(path):
         raise TargetError(f"the runner left no readable results ({e})") from None
 
 
-def _progress_bar(enabled, total, name):
-    if not enabled or not total:
-        return None
-    from tqdm import tqdm
+class _Progress:
+    """A tqdm bar fed by the runner's `[done/total] text` lines."""
 
-    bar = tqdm(total=total, desc=f"benchmark on {name}", unit="run", leave=False)
+    def __init__(self, total, name):
+        from tqdm import tqdm
 
-    def update(done, _total, text):
-        bar.n = done
-        bar.set_postfix_str(text[:60], refresh=True)
+        self.bar = tqdm(total=total, desc=f"benchmark on {name}", unit="run", leave=False)
 
-    return type("Bar", (), {"update": staticmethod(update), "close": staticmethod(bar.close)})
+    def update(self, done, _total, text):
+        self.bar.n = done
+        self.bar.set_postfix_str(text[:60], refresh=True)
+
+    def close(self):
+        self.bar.close()
 
 
 def _add_rows(report, target, candidates, data, threads, results, bundle) -> dict:
