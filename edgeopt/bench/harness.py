@@ -41,7 +41,7 @@ class Candidate:
     macs: int | None = None
     input_specs: list | None = None
     output_specs: list | None = None
-    skip_reason: str | None = None  # set: a row that says why it was not measured
+    skip_reason: str | None = None  # set: a row that says why it was not measured (file or data)
     skip_status: str = "failed"  # "skipped" when an earlier stage, not this file, is why
     synthetic_calibration: bool = False  # the converter calibrated it on random inputs
 
@@ -76,6 +76,8 @@ def benchmark(source, *, targets=("local",), threads=None, rounds=3, timing=None
     timing = {**DEFAULT_TIMING, **(timing or {})}
     manifest, candidates = _collect(source)
     data = load_evaluation(evaluation, manifest, candidates, samples)
+    for c in candidates:  # data that cannot feed a file fails its rows, on every target alike
+        c.skip_reason = c.skip_reason or data.mismatch(c)
     folder = Path(source) if isinstance(source, (str, Path)) and Path(source).is_dir() else None
     out = check_writable_dir(out or (manifest.root if manifest else folder or "edgeopt-bench"))
     resolved = [parse_target(t) for t in (targets or ["local"])]
@@ -189,7 +191,7 @@ def _from_file(path: Path) -> Candidate:
 def _run_target(report, target, candidates, data, threads, rounds, timing, progress, log):
     record = {**target.describe(), "status": "ok", "error": None, "machine": None, "seconds": None}
     report.targets.append(record)
-    runnable = [c for c in candidates if not c.skip_reason and data.fits(c)]
+    runnable = [c for c in candidates if not c.skip_reason]
     bundle = Path(tempfile.mkdtemp(prefix="edgeopt-bench-"))
     try:
         plan = _write_bundle(bundle, runnable, data, threads, rounds, timing)
@@ -278,8 +280,6 @@ def _add_rows(report, target, candidates, data, threads, results, bundle) -> dic
                       gzip_bytes=c.gzip_bytes, macs=c.macs, synthetic_calibration=c.synthetic_calibration)
             if c.skip_reason:
                 row.status, row.error = c.skip_status, c.skip_reason
-            elif data.mismatch(c):
-                row.status, row.error = "failed", data.mismatch(c)
             elif results is None:
                 row.status, row.error = "failed", f"target {target.name} did not run: {report.targets[-1]['error']}"
             else:

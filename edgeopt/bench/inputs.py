@@ -54,9 +54,6 @@ class EvaluationData:
                         f"{candidate.id}, which takes {tuple('?' if d is None else d for d in want)}")
         return None
 
-    def fits(self, candidate) -> bool:
-        return self.mismatch(candidate) is None
-
     def inputs_for(self, input_specs) -> list:
         """The arrays a model with these inputs is fed: the same on every target (synthetic ones are seeded)."""
         if not self.synthetic:
