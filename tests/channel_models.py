@@ -4,6 +4,8 @@ Each builder returns a model whose every weight is drawn from a seeded normal di
 variances from a uniform one), so a channel that is not removed exactly would show in the outputs.
 """
 
+import functools
+
 import numpy as np
 
 from edgeopt.converter.keras_io import tf_keras
@@ -104,7 +106,7 @@ def nested(L):
     return keras.Model(x, L.Dense(3, name="out")(y), name="nested")
 
 
-def shared(L):
+def shared_layer(L):
     def body(L, x):
         conv = L.Conv2D(6, 3, padding="same", name="shared_conv")
         y = L.Conv2D(4, 3, padding="same", name="c1")(x)
@@ -129,12 +131,18 @@ def small_mobilenet_v2(L):
 
 
 BUILDERS = {f.__name__: f for f in [conv2d, depthwise, separable, conv1d, dense, batchnorm, add, concatenate,
-                                    flatten_dense, nested, shared, sequence_dense, small_mobilenet_v2]}
+                                    flatten_dense, nested, shared_layer, sequence_dense, small_mobilenet_v2]}
 
 
 def build(name, seed=0):
     model = BUILDERS[name](tf_keras().layers)
     return randomise(model, seed)
+
+
+@functools.cache
+def cached(name):
+    """Built once per test session, for tests that read a model and never change it."""
+    return build(name)
 
 
 def inputs(model, n=6, seed=1):

@@ -8,7 +8,6 @@ Two forms of the same fact, on every supported layer kind and model structure:
   original with every weight the surgery dropped set to zero.
 """
 
-import functools
 import hashlib
 
 import numpy as np
@@ -19,12 +18,6 @@ from edgeopt.optimize.channels import ChannelPruningError, prune_channels
 from tests import channel_models
 
 QUIET = {"progress": False, "log": lambda *a: None}
-
-
-@functools.cache
-def _model(name):
-    """Built once per session: the tests below read these models and never change them."""
-    return channel_models.build(name)
 
 
 def _outputs(model, x):
@@ -45,7 +38,7 @@ def _weights_hash(model):
 
 @pytest.mark.parametrize("name", sorted(channel_models.BUILDERS))
 def test_removing_zeroed_channels_keeps_outputs_on_every_structure(name):
-    model = _model(name)
+    model = channel_models.cached(name)
     x = channel_models.inputs(model)
     graph = channel_graph.build(model)
     rng = np.random.default_rng(0)
@@ -111,7 +104,7 @@ def test_prune_channels_removes_hand_zeroed_filters_and_keeps_outputs(name, zero
 
 
 def test_depthwise_and_residual_channels_go_together_in_mobilenet_v2_blocks():
-    graph = channel_graph.build(_model("small_mobilenet_v2"))
+    graph = channel_graph.build(channel_models.cached("small_mobilenet_v2"))
     by_producer = {g.key: g for g in graph.groups()}
     # block_2 adds its projection to block_1's: one group, so both lose the same channels
     tied = next(g for key, g in by_producer.items() if "block_1_project" in key)

@@ -1,0 +1,82 @@
+"""Unstructured pruning's sparse-encoded TFLite files against dense-encoded ones of the same weights.
+
+Two models: the digits CNN pruned to 50% by edgeopt.convert (tfmot, fine-tuned), and MobileNetV2
+with 75% of each 1x1 convolution's weights zeroed by magnitude (the case issue 13 describes). Each in
+fp32 and int8, each encoded dense and sparse (TFLite's sparsity optimization), all benchmarked side
+by side in one run: is the sparse file smaller, and does the runtime run it any faster?
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+import edgeopt
+from models import digits_as, mobilenet_v2
+from suite_models import QUICK_TIMING, SUITE
+
+PRECISIONS = ["fp32", "int8"]
+MOBILENET_SPARSITY = 0.75
+
+
+def run(work: Path, results: Path, quick: bool, rounds: int, log) -> dict:
+    work.mkdir(parents=True, exist_ok=True)
+    files = []
+    digits_model, pipeline_facts = _digits_pruned(work, quick, log)
+    files += _both_encodings(digits_model, "digits_cnn.pruned50", digits_as("image", "calibration"), work, log)
+    if not quick:
+        files += _both_encodings(_mobilenet_sparse(), "mobilenet_v2.sparse75", SUITE["mobilenet_v2"].calibration(quick),
+                                 work, log)
+    log(f"sparse encoding: benchmarking {len(files)} files, {rounds} interleaved rounds, 1 thread")
+    report = edgeopt.benchmark([f["path"] for f in files], threads=[1], rounds=rounds,
+                               timing=QUICK_TIMING if quick else {"min_seconds": 0.5}, out=results,
+                               progress=False, log=log)
+    return {"files": files, "report": report, "pipeline_facts": pipeline_facts}
+
+
+def _digits_pruned(work, quick, log):
+    """The digits CNN pruned to 50% by the converter, and the facts it recorded about sparse encoding."""
+    from edgeopt.converter.keras_io import tf_keras
+
+    source = work / "digits_cnn.h5"
+    if not source.exists():
+        tf_keras().utils.set_random_seed(0)
+        SUITE["digits_cnn"].build(quick).save(source)
+    recipe = {"name": "digits_cnn", "prune": {"target_sparsity": 0.5, "epochs": 1 if quick else 8},
+              "exports": [{"format": "tflite", "precision": p} for p in PRECISIONS]}
+    manifest = edgeopt.convert(str(source), recipe, train="digits", calibration="digits", evaluation="digits",
+                               out=work / "digits_cnn_pruned50", progress=False, log=log)
+    pruned = next(a for a in manifest.artifacts if a.stage == "prune")
+    facts = {a.id: a.facts.get("sparse_encoding") for a in manifest.artifacts if a.format == "tflite"}
+    return tf_keras().models.load_model(manifest.path_of(pruned), compile=False), facts
+
+
+def _mobilenet_sparse():
+    model = mobilenet_v2()
+    for layer in model.layers:
+        if type(layer).__name__ == "Conv2D" and layer.kernel_size == (1, 1):
+            kernel, *rest = layer.get_weights()
+            kernel[np.abs(kernel) < np.quantile(np.abs(kernel), MOBILENET_SPARSITY)] = 0.0
+            layer.set_weights([kernel, *rest])
+    return model
+
+
+def _both_encodings(model, stem, calibration, work, log) -> list:
+    from edgeopt.capabilities import default_options, find
+    from edgeopt.converter import tflite
+    from edgeopt.converter.serving import Serving
+
+    files = []
+    with Serving(model) as serving:
+        for precision in PRECISIONS:
+            options = default_options(find("tflite", precision))
+            for encoding in ("dense", "sparse"):
+                path = work / f"{stem}.{precision}.{encoding}.tflite"
+                if not path.exists():
+                    log(f"  {path.name}")
+                    path.write_bytes(tflite.convert(serving, precision, options, calibration.take(200),
+                                                    sparse=encoding == "sparse"))
+                files.append({"id": path.name, "path": str(path), "model": stem, "precision": precision,
+                              "encoding": encoding, "bytes": path.stat().st_size})
+    return files
