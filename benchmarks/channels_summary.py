@@ -103,11 +103,14 @@ def _sparse(sparse) -> dict:
     pairs = []
     for f in files:
         base = dense.get((f["model"], f["precision"]))
-        if f["encoding"] != "sparse" or base is None or f["p50_ms"] is None or base["p50_ms"] is None:
+        if f["encoding"] != "sparse" or base is None:
             continue
-        pairs.append({"model": f["model"], "precision": f["precision"], "dense_bytes": base["bytes"],
-                      "sparse_bytes": f["bytes"], "dense_p50_ms": base["p50_ms"], "sparse_p50_ms": f["p50_ms"],
-                      **_speedup(base, f)})
+        pair = {"model": f["model"], "precision": f["precision"], "dense_bytes": base["bytes"],
+                "sparse_bytes": f["bytes"], "dense_p50_ms": base["p50_ms"], "sparse_p50_ms": f["p50_ms"],
+                "sparse_status": f.get("bench_status"), "sparse_error": f.get("bench_error")}
+        if f["p50_ms"] is not None and base["p50_ms"] is not None:
+            pair.update(_speedup(base, f))
+        pairs.append(pair)
     return {"pairs": pairs, "files": files, "converter_facts": sparse["pipeline_facts"],
             "machine": _machine(sparse["report"])}
 
@@ -133,12 +136,13 @@ def _about(s) -> list:
     features = ", ".join(k for k, v in (cpu.get("features") or {}).items() if v)
     versions = ", ".join(f"{k} {v}" for k, v in (m.get("versions") or {}).items())
     settings = next((x["settings"] for x in s["models"].values()), {})
+    rounds = ", ".join(f"{name}: {x['settings'].get('rounds')}" for name, x in s["models"].items())
     return [
         f"- command: `{s['command']}` ({s['seconds']} s in all, {s['created']})",
         f"- machine: {cpu.get('model', '?')}, {cpu.get('arch', '?')}, {cpu.get('cores', '?')} cores; CPU flags: "
         f"{features or '?'}; {m.get('os', '?')}; Python {m.get('python', '?')}; {versions}",
         f"- 1 thread, batch 1; every file of a model measured in one run of interleaved rounds "
-        f"({', '.join(f'{n}: {x['settings'].get('rounds')}' for n, x in s['models'].items())} rounds), each "
+        f"({rounds} rounds), each "
         "measurement in a process of its own; the machine is shared with other jobs",
         "- speedup = dense p50 / pruned p50 for the same kind of file; the interval pairs the two files round by "
         f"round and resamples rounds. Goal (issue 13): at least {s['goal_speedup']}x. "
@@ -191,17 +195,23 @@ def _goal_section(s) -> list:
 
 
 def _sparse_section(sp) -> list:
-    rows = [[p["model"], p["precision"], human_bytes(p["dense_bytes"]), human_bytes(p["sparse_bytes"]),
-             f"{p['sparse_bytes'] / p['dense_bytes']:.2f}x", _ms(p["dense_p50_ms"]), _ms(p["sparse_p50_ms"]),
-             f"{p['speedup']:.2f}x ({p['paired_ci95'][0]:.2f}-{p['paired_ci95'][1]:.2f})"] for p in sp["pairs"]]
-    kept = "; ".join(f"{k}: {'sparse' if v and v.get('used') else 'dense'}" for k, v in sp["converter_facts"].items())
+    rows = []
+    for p in sp["pairs"]:
+        speed = (f"{p['speedup']:.2f}x ({p['paired_ci95'][0]:.2f}-{p['paired_ci95'][1]:.2f})" if "speedup" in p
+                 else f"does not run: {p['sparse_error']}")
+        rows.append([p["model"], p["precision"], human_bytes(p["dense_bytes"]), human_bytes(p["sparse_bytes"]),
+                     f"{p['sparse_bytes'] / p['dense_bytes']:.2f}x", _ms(p["dense_p50_ms"]), _ms(p["sparse_p50_ms"]),
+                     speed])
+    kept = "; ".join(f"{k}: {'sparse' if v and v.get('used') else 'dense'} ({(v or {}).get('why', '-')})"
+                     for k, v in sp["converter_facts"].items())
     return [
         "## Unstructured pruning: sparse-encoded TFLite files", "",
-        "The same weights encoded dense and sparse (TFLite's sparsity optimization), measured side by side. "
-        "Speedup = dense-encoded p50 / sparse-encoded p50 (above 1: the sparse file runs faster).", "",
+        "The same weights encoded dense and sparse (TFLite's sparsity optimization), measured side by side with "
+        "LiteRT's default delegate (XNNPACK). Speedup = dense-encoded p50 / sparse-encoded p50 (above 1: the "
+        "sparse file runs faster).", "",
         render(["model", "precision", "dense file", "sparse file", "size", "dense p50 ms", "sparse p50 ms",
-                "speedup (95% CI)"], rows, markdown=True, align="llrrrrrr"), "",
-        f"What `edgeopt convert` kept for the pruned digits CNN (the smaller encoding): {kept}.",
+                "speedup (95% CI)"], rows, markdown=True, align="llrrrrrl"), "",
+        f"What `edgeopt convert` kept for the pruned digits CNN: {kept}.",
     ]
 
 

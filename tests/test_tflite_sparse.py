@@ -26,6 +26,29 @@ def test_int8_tflite_keeps_the_dense_encoding_when_sparse_would_be_larger(conver
     assert "DENSIFY" not in open_model(str(out / art.path)).ops()
 
 
+def test_sparse_file_that_litert_cannot_run_is_not_kept(trained_model):
+    """At 90% sparsity a sparse int8 file is smaller, but XNNPACK (LiteRT's default) cannot prepare it."""
+    import numpy as np
+
+    from edgeopt import data
+    from edgeopt.converter.keras_io import tf_keras
+    from edgeopt.converter.serving import Serving
+    from edgeopt.converter.tflite_sparse import convert_smallest
+
+    model = tf_keras().models.clone_model(trained_model)
+    weights = [np.where(np.abs(w) < np.quantile(np.abs(w), 0.9), 0, w) if w.ndim > 1 else w
+               for w in trained_model.get_weights()]
+    model.set_weights(weights)
+    calibration = data.digits("train").take(32)
+    with Serving(model) as serving:
+        fp32, fp32_facts = convert_smallest(serving, "fp32", {}, calibration)
+        int8, int8_facts = convert_smallest(serving, "int8", {"io_type": "int8"}, calibration)
+    assert fp32_facts["sparse_encoding"]["used"] is True and len(fp32) == fp32_facts["sparse_encoding"]["sparse_bytes"]
+    facts = int8_facts["sparse_encoding"]
+    assert facts["sparse_bytes"] < facts["dense_bytes"] == len(int8)
+    assert facts["used"] is False and "LiteRT cannot run it" in facts["why"]
+
+
 def test_unpruned_exports_are_converted_once_without_sparse_facts(trained_model, tmp_path):
     import edgeopt
 
