@@ -36,6 +36,13 @@ def survey(*args, **kwargs):
     return _survey(*args, **kwargs)
 
 
+def prune_channels(*args, **kwargs):
+    """Remove whole channels (a smaller, faster dense model); see edgeopt.optimize.channels.prune_channels."""
+    from .optimize.channels import prune_channels as _prune_channels
+
+    return _prune_channels(*args, **kwargs)
+
+
 def benchmark(*args, **kwargs):
     """Measure every artifact; see edgeopt.bench.harness.benchmark for the arguments."""
     from .bench.harness import benchmark as _benchmark
