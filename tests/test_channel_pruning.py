@@ -200,3 +200,12 @@ def test_graph_groups_tie_the_branches_of_an_add():
     graph = channel_graph.build(channel_models.build("add"))
     keys = {g.key for g in graph.groups()}
     assert "a,b,gate" in keys, "the Add and the Multiply tie a, b and the gate's channels"
+
+
+def test_model_with_a_fixed_batch_is_checked_at_that_batch():
+    keras = channel_models.tf_keras()
+    x = keras.Input((6,), batch_size=4)
+    model = keras.Model(x, keras.layers.Dense(2, name="out")(keras.layers.Dense(8, name="d1")(x)))
+    smaller, record = prune_channels(channel_models.randomise(model), {"target": 0.5, "epochs": 0}, None, **QUIET)
+    assert record["steps"][0]["surgery_check"]["samples"] == 4
+    assert list(smaller.inputs[0].shape) == [4, 6]

@@ -51,6 +51,9 @@ def zeroed_copy(model, graph: ChannelGraph, removed: set):
 
 def verify(original, smaller, graph: ChannelGraph, removed: set, inputs: list) -> dict:
     """Compare the smaller model with the zeroed original on `inputs`; raise unless they agree."""
+    shapes = [[list(t.shape) for t in m.inputs] for m in (original, smaller)]
+    if shapes[0] != shapes[1]:
+        raise ChannelPruningError(f"internal error: the pruned model takes inputs {shapes[1]}, not {shapes[0]}")
     twin = zeroed_copy(original, graph, removed)
     want, got = _outputs(twin, inputs), _outputs(smaller, inputs)
     worst, limit = 0.0, 0.0
@@ -140,7 +143,11 @@ def _leaf_pairs(source, target, prefix):
 
 
 def _outputs(model, inputs, batch=8) -> list:
-    """Outputs in small eager batches: no predict() retracing per new model, little memory at 224x224."""
+    """Outputs in small eager batches: no predict() retracing per new model, little memory at 224x224.
+
+    A model whose input declares a fixed batch is called at that batch.
+    """
+    batch = model.inputs[0].shape[0] or batch
     parts = []
     for start in range(0, len(inputs[0]), batch):
         xs = [x[start:start + batch] for x in inputs]

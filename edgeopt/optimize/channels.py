@@ -130,10 +130,12 @@ def _prepared(model, train, seed, log):
     from ..converter.anatomy import input_ranges
     from ..converter.keras_io import flavour, input_specs
 
-    if train is not None:
-        inputs = train.take(_CHECK_SAMPLES, seed=seed).x
+    fixed_batch = model.inputs[0].shape[0] if model.inputs else None
+    n = fixed_batch or _CHECK_SAMPLES  # a model with a fixed batch is checked on one batch of it
+    if train is not None and len(train) >= n:
+        inputs = train.take(n, seed=seed).x
     else:
-        inputs = datalib.synthetic(input_specs(model), _CHECK_SAMPLES, seed, input_ranges(model)).x
+        inputs = datalib.synthetic(input_specs(model), n, seed, input_ranges(model)).x
     facts = {}
     if flavour(model) == "keras3":
         from ..converter.bridge import to_tf_keras
