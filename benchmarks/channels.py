@@ -60,6 +60,8 @@ def parse_args(argv):
     p.add_argument("--work", type=Path, default=None, help="model files (default: benchmarks/work/channels[-quick])")
     p.add_argument("--fresh", action="store_true", help="rebuild, re-prune and reconvert instead of reusing files")
     p.add_argument("--no-sparse", action="store_true", help="skip the sparse-encoding comparison")
+    p.add_argument("--summarise-only", action="store_true",
+                   help="rewrite SUMMARY.md and summary.json from the files and reports an earlier run left")
     args = p.parse_args(argv)
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = [m for m in args.models if m not in MODELS]
@@ -122,21 +124,26 @@ def benchmark(files, out: Path, rounds: int, timing: dict, log):
 
 
 def run_model(name, args, log) -> dict:
+    """Build, prune, convert and benchmark one model (or, with --summarise-only, read what a run left)."""
     log(f"\n=== {name}: dense, and {', '.join(VARIANTS)}")
     built = variants(name, args.work, args.quick, log)
     files = []
     for variant, v in built.items():
-        manifest = convert(name, variant, v["path"], args.work, args.quick, log)
+        manifest = (edgeopt.Manifest.load(args.work / name / variant) if args.summarise_only
+                    else convert(name, variant, v["path"], args.work, args.quick, log))
         for a in manifest.artifacts:
             if a.format in ("tflite", "onnx"):
                 files.append({"variant": variant, "id": a.id, "path": str(manifest.path_of(a)) if a.path else None,
                               "format": a.format, "precision": a.precision, "status": a.status, "error": a.error,
                               "kind": _kind(a), "accuracy": (a.check or {}).get("accuracy")})
-    timing = QUICK_TIMING if args.quick else TIMING[name]
-    rounds = QUICK_ROUNDS if args.quick else ROUNDS[name]
-    runnable = [f["path"] for f in files if f["status"] == "ok"]
-    log(f"benchmarking {len(runnable)} files, {rounds} interleaved rounds, 1 thread")
-    report = benchmark(runnable, args.results / name, rounds, timing, log)
+    if args.summarise_only:
+        report = edgeopt.Report.load(args.results / name)
+    else:
+        timing = QUICK_TIMING if args.quick else TIMING[name]
+        rounds = QUICK_ROUNDS if args.quick else ROUNDS[name]
+        runnable = [f["path"] for f in files if f["status"] == "ok"]
+        log(f"benchmarking {len(runnable)} files, {rounds} interleaved rounds, 1 thread")
+        report = benchmark(runnable, args.results / name, rounds, timing, log)
     return {"variants": {k: {**v, "path": str(v["path"])} for k, v in built.items()}, "files": files,
             "report": report}
 
@@ -150,7 +157,7 @@ def _kind(artifact) -> str:
 def main(argv=None) -> int:
     args = parse_args(argv)
     t0 = time.time()
-    if args.fresh:
+    if args.fresh and not args.summarise_only:
         shutil.rmtree(args.work, ignore_errors=True)
     args.results.mkdir(parents=True, exist_ok=True)
     runs = {name: run_model(name, args, print) for name in args.models}
@@ -159,7 +166,7 @@ def main(argv=None) -> int:
         import channels_sparse
 
         sparse = channels_sparse.run(args.work / "sparse", args.results / "sparse", args.quick,
-                                     QUICK_ROUNDS if args.quick else SPARSE_ROUNDS, print)
+                                     QUICK_ROUNDS if args.quick else SPARSE_ROUNDS, print, measure=not args.summarise_only)
     command = "python " + " ".join(["benchmarks/channels.py", *(argv if argv is not None else sys.argv[1:])])
     written = channels_summary.write(args.results, runs, sparse, command=command, seconds=time.time() - t0,
                                      quick=args.quick)

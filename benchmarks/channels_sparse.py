@@ -20,14 +20,17 @@ PRECISIONS = ["fp32", "int8"]
 MOBILENET_SPARSITY = 0.75
 
 
-def run(work: Path, results: Path, quick: bool, rounds: int, log) -> dict:
+def run(work: Path, results: Path, quick: bool, rounds: int, log, measure=True) -> dict:
+    """Make the files (once) and benchmark them; with measure=False, read the report an earlier run left."""
     work.mkdir(parents=True, exist_ok=True)
     files = []
     digits_model, pipeline_facts = _digits_pruned(work, quick, log)
-    files += _both_encodings(digits_model, "digits_cnn.pruned50", digits_as("image", "calibration"), work, log)
+    files += _both_encodings(lambda: digits_model, "digits_cnn.pruned50", digits_as("image", "calibration"), work, log)
     if not quick:
-        files += _both_encodings(_mobilenet_sparse(), "mobilenet_v2.sparse75", SUITE["mobilenet_v2"].calibration(quick),
+        files += _both_encodings(_mobilenet_sparse, "mobilenet_v2.sparse75", SUITE["mobilenet_v2"].calibration(quick),
                                  work, log)
+    if not measure:
+        return {"files": files, "report": edgeopt.Report.load(results), "pipeline_facts": pipeline_facts}
     log(f"sparse encoding: benchmarking {len(files)} files, {rounds} interleaved rounds, 1 thread")
     report = edgeopt.benchmark([f["path"] for f in files], threads=[1], rounds=rounds,
                                timing=QUICK_TIMING if quick else {"min_seconds": 0.5}, out=results,
@@ -62,21 +65,20 @@ def _mobilenet_sparse():
     return model
 
 
-def _both_encodings(model, stem, calibration, work, log) -> list:
+def _both_encodings(build, stem, calibration, work, log) -> list:
+    """Each precision encoded dense and sparse; `build()` makes the model only when a file is missing."""
     from edgeopt.capabilities import default_options, find
     from edgeopt.converter import tflite
     from edgeopt.converter.serving import Serving
 
-    files = []
-    with Serving(model) as serving:
-        for precision in PRECISIONS:
-            options = default_options(find("tflite", precision))
-            for encoding in ("dense", "sparse"):
-                path = work / f"{stem}.{precision}.{encoding}.tflite"
-                if not path.exists():
-                    log(f"  {path.name}")
-                    path.write_bytes(tflite.convert(serving, precision, options, calibration.take(200),
-                                                    sparse=encoding == "sparse"))
-                files.append({"id": path.name, "path": str(path), "model": stem, "precision": precision,
-                              "encoding": encoding, "bytes": path.stat().st_size})
-    return files
+    paths = {(p, e): work / f"{stem}.{p}.{e}.tflite" for p in PRECISIONS for e in ("dense", "sparse")}
+    missing = [key for key, path in paths.items() if not path.exists()]
+    if missing:
+        with Serving(build()) as serving:
+            for precision, encoding in missing:
+                log(f"  {paths[precision, encoding].name}")
+                options = default_options(find("tflite", precision))
+                paths[precision, encoding].write_bytes(tflite.convert(serving, precision, options, calibration.take(200),
+                                                                      sparse=encoding == "sparse"))
+    return [{"id": path.name, "path": str(path), "model": stem, "precision": p, "encoding": e,
+             "bytes": path.stat().st_size} for (p, e), path in paths.items()]

@@ -122,6 +122,13 @@ def sequence_dense(L):
                                   L.Dense(3, name="out")], name="sequence_dense")
 
 
+def embedding_conv1d(L):
+    """A text CNN: token ids -> Embedding -> Conv1D -> pooling -> Dense."""
+    return tf_keras().Sequential([L.Input((20,), dtype="int32"), L.Embedding(50, 16, name="embed"),
+                                  L.Conv1D(12, 3, activation="relu", name="c1"), L.GlobalMaxPooling1D(),
+                                  L.Dense(3, name="out")], name="embedding_conv1d")
+
+
 def small_mobilenet_v2(L):
     """MobileNetV2's inverted residual blocks (expand, depthwise, project, Add) at 32x32, alpha 0.35."""
     keras = tf_keras()
@@ -131,7 +138,8 @@ def small_mobilenet_v2(L):
 
 
 BUILDERS = {f.__name__: f for f in [conv2d, depthwise, separable, conv1d, dense, batchnorm, add, concatenate,
-                                    flatten_dense, nested, shared_layer, sequence_dense, small_mobilenet_v2]}
+                                    flatten_dense, nested, shared_layer, sequence_dense, embedding_conv1d,
+                                    small_mobilenet_v2]}
 
 
 def build(name, seed=0):
@@ -147,4 +155,7 @@ def cached(name):
 
 def inputs(model, n=6, seed=1):
     shape = [n] + list(model.inputs[0].shape[1:])
-    return np.random.default_rng(seed).normal(0.0, 1.0, shape).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    if model.inputs[0].dtype.is_integer:  # token ids for an Embedding
+        return rng.integers(0, 50, shape).astype(np.int32)
+    return rng.normal(0.0, 1.0, shape).astype(np.float32)

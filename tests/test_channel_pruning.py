@@ -76,7 +76,7 @@ def test_taylor_ranks_a_dead_filter_last(trained_model, digits):
     kernel, bias = model.get_layer("conv1").get_weights()
     kernel[..., 3], bias[3] = 0.0, 0.0  # a filter whose loss gradient x weight is exactly zero
     model.get_layer("conv1").set_weights([kernel, bias])
-    _, record = prune_channels(model, {"target": 0.05, "criterion": "taylor", "epochs": 0}, digits["train"], **QUIET)
+    _, record = prune_channels(model, {"target": 0.05, "criterion": "taylor", "epochs": 0}, "digits", **QUIET)
     assert 3 in record["layers"]["conv1"]["removed"]
 
 

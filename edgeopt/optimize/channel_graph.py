@@ -210,7 +210,7 @@ class _Walker:
 
     def outputs(self, layer, rule, reason, ins, in_shapes, out_channels, node) -> list:
         g, kind, first = self.graph, rule.kind, ins[0]
-        if kind in ("producer",):
+        if kind == "producer":
             out = node.output if node else g.new_ids(out_channels)
             if reason:
                 g.pin(out, f"{_label(layer)} keeps its outputs: {reason}")

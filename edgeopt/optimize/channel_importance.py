@@ -22,7 +22,7 @@ from ..errors import DataError
 from .channel_graph import ChannelGraph
 from .channel_layers import weight_short_name
 
-_FILTER_WEIGHTS = {"kernel", "pointwise_kernel"}  # the weights that make a producer's output channels
+_FILTER_WEIGHTS = {"kernel", "pointwise_kernel", "embeddings"}  # the weights that make a producer's channels
 _TAYLOR_SAMPLES, _TAYLOR_BATCH = 256, 32
 
 

@@ -3,8 +3,9 @@
 The channel-pruning graph (channel_graph.py) asks one question of every layer: which output channels
 come from which input channels. The answers, per layer class:
 
-- producer: makes new channels from all of its input channels (Conv*, Dense, SeparableConv*): its
-  filters may be removed, and its weights lose the input channels removed upstream.
+- producer: makes new channels from all of its input channels (Conv*, Dense, SeparableConv*, and
+  Embedding from token ids): its filters may be removed, and its weights lose the input channels
+  removed upstream.
 - depthwise: channel c of the input makes channels c*m .. c*m+m-1 of the output (DepthwiseConv*).
 - per_channel: one output channel per input channel, with per-channel weights (BatchNormalization, PReLU).
 - elementwise: one output channel per input channel, no weights (activations, pooling, padding, dropout).
@@ -24,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from math import prod
 
+from ..converter.anatomy import RECURRENT
 from ..errors import ConversionError
 
 
@@ -42,7 +44,7 @@ _BATCHNORM = {name: {0: "in"} for name in ("gamma", "beta", "moving_mean", "movi
 
 @dataclass(frozen=True)
 class Rule:
-    kind: str  # producer, depthwise, per_channel, elementwise, tie, concat, flatten, barrier, input
+    kind: str  # producer, depthwise, per_channel, elementwise, tie, concat, flatten, barrier
     weights: dict | None = None  # weight name -> {axis: side}
     size_key: str | None = None  # config key holding a producer's number of output channels
     macs: dict | None = None  # weight name -> the spatial extent it is applied over: "out" or "in"
@@ -57,6 +59,8 @@ _PRODUCERS = {
        for c in ("SeparableConv1D", "SeparableConv2D")},
     # A Dense layer on a sequence or an image applies its kernel at every position of its input.
     "Dense": Rule("producer", {"kernel": {0: "in", 1: "out"}, "bias": {0: "out"}}, "units", _IN),
+    # Its input is token ids, not channels (they stay with the model input); its vectors are its channels.
+    "Embedding": Rule("producer", {"embeddings": {1: "out"}}, "output_dim"),
 }
 _ELEMENTWISE = [
     "ReLU", "LeakyReLU", "ELU", "ThresholdedReLU", "Dropout", "SpatialDropout1D", "SpatialDropout2D",
@@ -77,7 +81,7 @@ RULES = {
     **{c: Rule("tie") for c in ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum")},
     "Concatenate": Rule("concat"),
     "Flatten": Rule("flatten"),
-    "InputLayer": Rule("input"),
+    "InputLayer": Rule("elementwise"),  # only met inside a nested Sequential: it passes its tensor on
     **{c: Rule("barrier") for c in ("Reshape", "Permute", "Softmax", "LayerNormalization", "UnitNormalization",
                                      "GroupNormalization", "Normalization")},
 }
@@ -99,10 +103,15 @@ def rule_for(layer, rank: int) -> tuple[Rule, str | None]:
         return Rule("elementwise"), None
     rule = RULES.get(cls)
     if rule is None:
+        why = ("it is recurrent: its state mixes channels across time steps, which channel pruning does not follow"
+               if cls in RECURRENT else "edgeopt does not know how it maps its input channels to its outputs, "
+               "so it will not guess")
         raise ChannelPruningError(
-            f"layer {layer.name!r} ({cls}) is not one edgeopt can prune by channels: edgeopt does not know how "
-            "it maps its input channels to its outputs, so it will not guess. Replace or remove that layer, or "
-            "prune without `structure: channels`. Supported layers: " + ", ".join(sorted(RULES))
+            f"layer {layer.name!r} ({cls}) cannot be pruned by channels: {why}. Replace or remove that layer, or "
+            "use unstructured pruning (`prune:`) for this model. Supported: convolutions (Conv1D/2D/3D, "
+            "transposed, depthwise, separable), Dense, Embedding, BatchNormalization, PReLU, activations, pooling, "
+            "padding, cropping, upsampling, dropout, Add/Subtract/Multiply/Average/Maximum/Minimum, Concatenate, "
+            "Flatten, and Reshape/Permute/Softmax/LayerNormalization with their channels kept"
         )
     return _option_barrier(layer, rule, rank)
 

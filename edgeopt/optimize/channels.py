@@ -100,7 +100,8 @@ def prune_channels(model, spec, train, *, seed=0, progress=True, log=print, fine
     Args:
         model: a Sequential or Functional tf_keras or Keras 3 model (never modified).
         spec: a ChannelPruneSpec or a dict of its fields.
-        train: an edgeopt.data.Dataset with labels (needed to fine-tune, for taylor and for distill);
+        train: training data with labels (needed to fine-tune, for taylor and for distill): an
+            edgeopt.data.Dataset, an .npz path (x, y), 'module:function', 'digits' or an (x, y) tuple;
             None is allowed for epochs 0 with a weight criterion (the surgery is then proven on synthetic inputs).
         fine_tune: callable(model, train, epochs, *, teacher=None) -> model; default: channel_training's.
 
@@ -110,6 +111,7 @@ def prune_channels(model, spec, train, *, seed=0, progress=True, log=print, fine
     from ..converter.keras_io import tf_keras
 
     spec = as_spec(spec)
+    train = _as_dataset(train)
     if spec.needs_labels and (train is None or train.y is None):
         raise DataError("channel pruning with fine-tuning (epochs > 0) or the taylor criterion needs training data "
                         "with labels: pass train data (x and y), or set epochs: 0 with criterion l1, l2 or bn_scale")
@@ -122,6 +124,12 @@ def prune_channels(model, spec, train, *, seed=0, progress=True, log=print, fine
     if bridge_facts:
         record["bridge"] = bridge_facts
     return smaller, record
+
+
+def _as_dataset(train):
+    from .. import data as datalib
+
+    return datalib.load(train, "train")
 
 
 def _prepared(model, train, seed, log):
