@@ -150,7 +150,8 @@ def run_model(name, args, log) -> dict:
 
 def _kind(artifact) -> str:
     """'tflite int8', 'onnx int8 qoperator': what a file is, whatever model variant it holds."""
-    layout = artifact.options.get("quant_format") if artifact.format == "onnx" and artifact.precision == "int8" else None
+    int8_onnx = artifact.format == "onnx" and artifact.precision == "int8"
+    layout = artifact.options.get("quant_format") if int8_onnx else None
     return " ".join(filter(None, [artifact.format, artifact.precision, layout]))
 
 
@@ -166,7 +167,8 @@ def main(argv=None) -> int:
         import channels_sparse
 
         sparse = channels_sparse.run(args.work / "sparse", args.results / "sparse", args.quick,
-                                     QUICK_ROUNDS if args.quick else SPARSE_ROUNDS, print, measure=not args.summarise_only)
+                                     QUICK_ROUNDS if args.quick else SPARSE_ROUNDS, print,
+                                     measure=not args.summarise_only)
     command = "python " + " ".join(["benchmarks/channels.py", *(argv if argv is not None else sys.argv[1:])])
     written = channels_summary.write(args.results, runs, sparse, command=command, seconds=time.time() - t0,
                                      quick=args.quick)

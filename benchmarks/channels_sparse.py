@@ -78,7 +78,7 @@ def _both_encodings(build, stem, calibration, work, log) -> list:
             for precision, encoding in missing:
                 log(f"  {paths[precision, encoding].name}")
                 options = default_options(find("tflite", precision))
-                paths[precision, encoding].write_bytes(tflite.convert(serving, precision, options, calibration.take(200),
-                                                                      sparse=encoding == "sparse"))
+                blob = tflite.convert(serving, precision, options, calibration.take(200), sparse=encoding == "sparse")
+                paths[precision, encoding].write_bytes(blob)
     return [{"id": path.name, "path": str(path), "model": stem, "precision": p, "encoding": e,
              "bytes": path.stat().st_size} for (p, e), path in paths.items()]

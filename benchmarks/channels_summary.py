@@ -93,7 +93,8 @@ def _measured(row) -> dict:
                 "size_bytes": None}
     lat = row.latency or {}
     return {"p50_ms": lat.get("p50_ms"), "ci95_ms": lat.get("ci95_ms"), "round_p50_ms": lat.get("round_p50_ms"),
-            "min_ms": lat.get("min_ms"), "macs": row.macs, "size_bytes": row.size_bytes, "bench_status": row.status, "bench_error": row.error}
+            "min_ms": lat.get("min_ms"), "macs": row.macs, "size_bytes": row.size_bytes,
+            "bench_status": row.status, "bench_error": row.error}
 
 
 def _speedup(base, f) -> dict:
@@ -201,10 +202,10 @@ def _speed_table(m) -> str:
     rows = []
     for c in sorted(m["comparisons"], key=lambda c: (c["kind"], c["variant"])):
         lo, hi = c["paired_ci95"]
+        min_speedup = "-" if c["min_speedup"] is None else f"{c['min_speedup']:.2f}x"
         rows.append([c["kind"], c["variant"], _ms(c["dense_p50_ms"]), _ms(c["p50_ms"]),
-                     f"**{c['speedup']:.2f}x** ({lo:.2f}-{hi:.2f})", "-" if c["min_speedup"] is None else
-                     f"{c['min_speedup']:.2f}x", f"{c['macs_ratio']}x", human_bytes(sizes.get((c["variant"], c["kind"]))),
-                     "yes" if c["meets_goal"] else "no"])
+                     f"**{c['speedup']:.2f}x** ({lo:.2f}-{hi:.2f})", min_speedup, f"{c['macs_ratio']}x",
+                     human_bytes(sizes.get((c["variant"], c["kind"]))), "yes" if c["meets_goal"] else "no"])
     return render(["file", "pruned", "dense p50 ms", "pruned p50 ms", "speedup (95% CI)", "speedup of min latency",
                    "MACs vs dense", "pruned size", f"≥ {GOAL}x"], rows, markdown=True, align="llrrrrrrl")
 

@@ -251,9 +251,9 @@ class _Run:
         from .converter import tflite, tflite_sparse
 
         facts = {"fixed_batch": serving.batch} if serving.batch else {}
-        # Pruned weights: a sparse encoding may be smaller. Fixed-batch (recurrent) files calibrate in a
-        # child process per conversion, so they are converted once, dense.
-        if self.recipe.prune and not serving.batch:
+        # Pruned weights (a quarter or more zeros): a sparse encoding may be smaller. Fixed-batch
+        # (recurrent) files calibrate in a child process per conversion, so they are converted once, dense.
+        if not serving.batch and tflite_sparse.worth_trying(serving.model):
             blob, sparse_facts = tflite_sparse.convert_smallest(serving, spec.precision, spec.options,
                                                                 self.data["calibration"])
             return blob, {**facts, **sparse_facts}

@@ -33,12 +33,13 @@ def test_sparse_file_that_litert_cannot_run_is_not_kept(trained_model):
     from edgeopt import data
     from edgeopt.converter.keras_io import tf_keras
     from edgeopt.converter.serving import Serving
-    from edgeopt.converter.tflite_sparse import convert_smallest
+    from edgeopt.converter.tflite_sparse import convert_smallest, worth_trying
 
     model = tf_keras().models.clone_model(trained_model)
     weights = [np.where(np.abs(w) < np.quantile(np.abs(w), 0.9), 0, w) if w.ndim > 1 else w
                for w in trained_model.get_weights()]
     model.set_weights(weights)
+    assert worth_trying(model) and not worth_trying(trained_model), "tried for sparse weights, whoever pruned them"
     calibration = data.digits("train").take(32)
     with Serving(model) as serving:
         fp32, fp32_facts = convert_smallest(serving, "fp32", {}, calibration)

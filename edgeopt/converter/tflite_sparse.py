@@ -20,6 +20,19 @@ import numpy as np
 from ..errors import ConversionError
 from . import tflite
 
+# Below this share of exact zeros in every weight matrix, a sparse encoding cannot be smaller: not tried.
+_MIN_ZEROS = 0.25
+
+
+def worth_trying(model) -> bool:
+    """True when some weight matrix of `model` is at least 25% exact zeros (a pruned model, whoever pruned it)."""
+    for w in model.weights:
+        if len(w.shape) >= 2:
+            v = np.asarray(w)
+            if v.size and np.count_nonzero(v == 0) >= _MIN_ZEROS * v.size:
+                return True
+    return False
+
 
 def convert_smallest(serving, precision: str, options: dict, calibration=None) -> tuple[bytes, dict]:
     """(the file to keep, {"sparse_encoding": {used, dense_bytes, sparse_bytes, why}})."""

@@ -75,7 +75,8 @@ _ELEMENTWISE = [
 RULES = {
     **_PRODUCERS,
     **{c: Rule("elementwise") for c in _ELEMENTWISE},
-    **{c: Rule("depthwise", _DEPTHWISE, macs={"depthwise_kernel": "out"}) for c in ("DepthwiseConv1D", "DepthwiseConv2D")},
+    **{c: Rule("depthwise", _DEPTHWISE, macs={"depthwise_kernel": "out"})
+       for c in ("DepthwiseConv1D", "DepthwiseConv2D")},
     "BatchNormalization": Rule("per_channel", _BATCHNORM),
     "PReLU": Rule("per_channel", {"alpha": {-1: "in"}}),
     **{c: Rule("tie") for c in ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum")},
@@ -122,7 +123,8 @@ def _option_barrier(layer, rule, rank):
     if config.get("data_format") == "channels_first":
         return Rule("barrier", rule.weights, None, rule.macs), "it is channels_first"
     if rule.kind == "producer" and config.get("groups", 1) != 1:
-        return Rule("barrier", rule.weights, None, rule.macs), f"it is a grouped convolution (groups={config['groups']})"
+        why = f"it is a grouped convolution (groups={config['groups']})"
+        return Rule("barrier", rule.weights, None, rule.macs), why
     if rule.kind == "concat" and config.get("axis", -1) not in (-1, rank - 1):
         return Rule("tie"), None  # concatenated along another axis: every input has the same channels
     if type(layer).__name__ == "BatchNormalization" and list(layer.axis) not in ([-1], [rank - 1]):

@@ -36,7 +36,8 @@ def remove_channels(model, graph: ChannelGraph, removed: set):
     try:
         smaller = type(model).from_config(config)
     except Exception as e:  # tf_keras rejects the edited config: our bug, said plainly
-        raise ChannelPruningError(f"rebuilding {model.name!r} with fewer channels failed: {type(e).__name__}: {e}") from e
+        raise ChannelPruningError(
+            f"rebuilding {model.name!r} with fewer channels failed: {type(e).__name__}: {e}") from e
     _copy_weights(model, smaller, graph, keeps, _slice)
     return smaller
 
@@ -111,7 +112,8 @@ def _copy_weights(source, target, graph, keeps, transform):
         try:
             new.set_weights(values)
         except ValueError as e:
-            raise ChannelPruningError(f"internal error: weights of layer {old.name!r} do not fit after surgery: {e}") from e
+            raise ChannelPruningError(
+                f"internal error: weights of layer {old.name!r} do not fit after surgery: {e}") from e
 
 
 def _slice(value, axes, keep):
