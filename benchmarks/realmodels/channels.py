@@ -99,8 +99,9 @@ def markdown(report) -> str:
                          f"{r['params']['before']:,} -> {r['params']['after']:,}",
                          "yes" if r["shapes_unchanged"] else "NO", f"{r['surgery_check']['max_abs_error']:.1e}",
                          _pinned(r)])
-        else:
-            rows.append([r["model"], r.get("loader", "-"), r["status"], "-", "-", "-", "-", "-", r["error"]])
+        else:  # the first sentence names the layer and why; channels.json keeps the whole message
+            rows.append([r["model"], r.get("loader", "-"), r["status"], "-", "-", "-", "-", "-",
+                         r["error"].split(". ")[0]])
     return "\n".join([
         f"# Channel pruning over `{report['folder']}`", "",
         f"Every model: {report['fraction']:.0%} of the channels of every prunable group removed by the l1 criterion, "
@@ -122,7 +123,12 @@ def main(argv=None) -> int:
     p.add_argument("folder", nargs="?", default=str(ROOT.parent / "shared" / "realmodels"))
     p.add_argument("--out", type=Path, default=HERE)
     p.add_argument("--one", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--markdown-only", action="store_true", help=f"rewrite {MD_NAME} from {JSON_NAME}")
     args = p.parse_args(argv)
+    if args.markdown_only:
+        sys.path.insert(0, str(ROOT))
+        (args.out / MD_NAME).write_text(markdown(json.loads((args.out / JSON_NAME).read_text())))
+        return 0
     if args.one:
         print(json.dumps(prune_one(args.one), default=str), flush=True)
         return 0
