@@ -32,6 +32,17 @@ def write(results: Path, runs: dict, sparse, command: str, seconds: float, quick
     return {"markdown": str(Path(results) / SUMMARY_MD), "json": str(Path(results) / SUMMARY_JSON)}
 
 
+def measured_by(results: Path, command: str, seconds: float) -> tuple:
+    """(command, seconds) of the run that measured the figures in `results`, when its summary says so."""
+    path = Path(results) / SUMMARY_JSON
+    if not path.exists():
+        return command, seconds
+    import json
+
+    old = json.loads(path.read_text())
+    return old.get("command", command), old.get("seconds", seconds)
+
+
 def build(runs, sparse, command, seconds, quick) -> dict:
     models = {name: _model(run) for name, run in runs.items()}
     machine = next((m["machine"] for m in models.values() if m["machine"]), None)
@@ -64,8 +75,8 @@ def _model(run) -> dict:
                             # the fastest run of each: the least disturbed by other jobs, a cross-check
                             "min_speedup": _ratio(base["min_ms"], f["min_ms"]), **_speedup(base, f)})
     variants = {v: _variant(info) for v, info in run["variants"].items()}
-    return {"machine": _machine(report), "settings": report.settings, "variants": variants, "files": files,
-            "comparisons": comparisons, "fixed_cost": _fixed_cost(files)}
+    return {"machine": _machine(report), "settings": report.settings, "created": report.created,
+            "variants": variants, "files": files, "comparisons": comparisons, "fixed_cost": _fixed_cost(files)}
 
 
 def _fixed_cost(files) -> dict:
@@ -166,10 +177,11 @@ def _about(s) -> list:
     cpu = m.get("cpu", {})
     features = ", ".join(k for k, v in (cpu.get("features") or {}).items() if v)
     versions = ", ".join(f"{k} {v}" for k, v in (m.get("versions") or {}).items())
-    settings = next((x["settings"] for x in s["models"].values()), {})
     rounds = ", ".join(f"{name}: {x['settings'].get('rounds')}" for name, x in s["models"].items())
+    timing = "; ".join(f"{name}: {x['settings'].get('timing')}" for name, x in s["models"].items())
+    measured = ", ".join(sorted({x.get("created") for x in s["models"].values() if x.get("created")}))
     return [
-        f"- command: `{s['command']}` ({s['seconds']} s in all, {s['created']})",
+        f"- command: `{s['command']}` ({s['seconds']} s in all; measured {measured or s['created']})",
         f"- machine: {cpu.get('model', '?')}, {cpu.get('arch', '?')}, {cpu.get('cores', '?')} cores; CPU flags: "
         f"{features or '?'}; {m.get('os', '?')}; Python {m.get('python', '?')}; {versions}",
         f"- 1 thread, batch 1; every file of a model measured in one run of interleaved rounds "
@@ -178,7 +190,7 @@ def _about(s) -> list:
         "- speedup = dense p50 / pruned p50 for the same kind of file; the interval pairs the two files round by "
         f"round and resamples rounds. Goal (issue 13): at least {s['goal_speedup']}x. *Speedup of min latency*: "
         "dense / pruned fastest run, the runs least disturbed by other jobs, as a cross-check. "
-        f"Timing: {settings.get('timing')}",
+        f"Timing per measurement: {timing}",
     ]
 
 
