@@ -1,7 +1,7 @@
 """Channel pruning benchmark: does removing channels make models faster in every runtime?
 
 For MobileNetV2-224 and the digits CNN: the dense model and the model with 30% and 50% of its
-channels removed (edgeopt.optimize.channels; the digits CNN fine-tuned after pruning, the random
+channels removed (edgeopt.steps.channels; the digits CNN fine-tuned after pruning, the random
 MobileNetV2 not), once with the literal fractions and once with every group kept at a multiple of 16
 channels (round_to: 16), each converted to TFLite fp32 and int8 and ONNX fp32 and int8 (QDQ and QOperator),
 then every file of one model benchmarked side by side in one run (interleaved rounds, 1 thread).
@@ -75,7 +75,7 @@ def parse_args(argv):
 def variants(name, work: Path, quick: bool, log) -> dict:
     """{variant: {path, record, accuracy}}: the dense model and each pruned one, built or pruned once."""
     from edgeopt.converter.keras_io import tf_keras
-    from edgeopt.optimize.channels import prune_channels
+    from edgeopt.steps.channels import prune_channels
 
     folder = work / name / "keras"
     folder.mkdir(parents=True, exist_ok=True)

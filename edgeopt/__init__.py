@@ -37,8 +37,8 @@ def survey(*args, **kwargs):
 
 
 def prune_channels(*args, **kwargs):
-    """Remove whole channels (a smaller, faster dense model); see edgeopt.optimize.channels.prune_channels."""
-    from .optimize.channels import prune_channels as _prune_channels
+    """Remove whole channels (a smaller, faster dense model); see edgeopt.steps.channels.prune_channels."""
+    from .steps.channels import prune_channels as _prune_channels
 
     return _prune_channels(*args, **kwargs)
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from edgeopt.errors import DataError, RecipeError
-from edgeopt.optimize import channel_graph
-from edgeopt.optimize.channels import ChannelPruningError, ChannelPruneSpec, keep_count, prune_channels
+from edgeopt.steps import channel_graph
+from edgeopt.steps.channels import ChannelPruningError, ChannelPruneSpec, keep_count, prune_channels
 from tests import channel_models
 
 QUIET = {"progress": False, "log": lambda *a: None}

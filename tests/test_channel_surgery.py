@@ -13,8 +13,8 @@ import hashlib
 import numpy as np
 import pytest
 
-from edgeopt.optimize import channel_graph, channel_surgery
-from edgeopt.optimize.channels import ChannelPruningError, prune_channels
+from edgeopt.steps import channel_graph, channel_surgery
+from edgeopt.steps.channels import ChannelPruningError, prune_channels
 from tests import channel_models
 
 QUIET = {"progress": False, "log": lambda *a: None}

@@ -31,7 +31,7 @@ def prune_one(path: Path) -> dict:
     import edgeopt  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
     from edgeopt.converter.keras_io import load_model
     from edgeopt.errors import EdgeoptError
-    from edgeopt.optimize.channels import prune_channels
+    from edgeopt.steps.channels import prune_channels
 
     row = {"model": path.stem}
     try:

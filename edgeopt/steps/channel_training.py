@@ -1,7 +1,7 @@
 """The default fine-tuning of a channel-pruned model, with optional distillation from the original.
 
 One function, `fine_tune(model, train, epochs, *, teacher=None)`, so the shared fine-tuning recipe of
-the optimization steps (edgeopt/optimize/training.py, when it lands) can replace it: `prune_channels`
+the optimization steps (edgeopt/steps/training.py, when it lands) can replace it: `prune_channels`
 takes any callable with this signature.
 
 Distillation (Hinton et al. 2015): the loss is (1 - weight) x the task loss + weight x the distance
