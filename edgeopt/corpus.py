@@ -24,12 +24,14 @@ import yaml
 from .errors import EdgeoptError
 from .fileio import check_writable_dir, write_json_atomic, write_text_atomic
 from .manifest import MANIFEST_NAME, Manifest
+from .scratch import in_private_tempdir
 from .survey_table import survey_markdown
 
 SURVEY_JSON, SURVEY_MD = "survey.json", "survey.md"
 SCHEMA = "edgeopt.survey"
 
 
+@in_private_tempdir
 def survey(folder, out="survey-out", *, artifacts=None, samples=32, trust_model_code=False, timeout_s=900,
            log=print) -> dict:
     """Convert every model in `folder` (every export, synthetic data); write survey.md and survey.json to `out`.
