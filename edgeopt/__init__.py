@@ -37,8 +37,11 @@ def survey(*args, **kwargs):
 
 
 def verify(*args, **kwargs):
-    """Check an output folder against its records (repair=True fixes what a kill left); see edgeopt.verify.verify."""
-    from .verify import verify as _verify
+    """Check an output folder against its records (repair=True fixes what a kill left).
+
+    See edgeopt.verification.verify for the arguments and what is checked.
+    """
+    from .verification import verify as _verify
 
     return _verify(*args, **kwargs)
 

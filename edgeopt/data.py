@@ -212,7 +212,7 @@ def is_synthetic(ds: Dataset | None) -> bool:
 
 
 def save_npz(file, ds: Dataset, reference: list):
-    """evaluation.npz beside the artifacts (`file`: a path or a binary file object): inputs, labels, reference outputs."""
+    """evaluation.npz beside the artifacts: inputs, labels, reference outputs. `file`: a path or a binary file."""
     arrays = {"x": ds.x[0]} if len(ds.x) == 1 else {f"x{i}": a for i, a in enumerate(ds.x)}
     if ds.y is not None:
         arrays["y"] = ds.y

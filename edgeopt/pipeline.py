@@ -25,7 +25,7 @@ from .naming import export_name, stem
 from .publish import OutputFolder
 from .recipe import Recipe, build_recipe, load_recipe
 from .scratch import in_private_tempdir
-from .verify import repair_on_start
+from .verification import repair_on_start
 from .versions import tool_versions
 
 EVALUATION_FILE = "evaluation.npz"

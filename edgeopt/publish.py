@@ -126,7 +126,8 @@ class OutputFolder:
                     parent = merged.get(art.parent) if art.parent else None
                     art.parent_sha256 = parent.sha256 if parent else None
                     art.path = final_name(art)
-                    art.sha256, art.size_bytes, art.gzip_bytes = sha256_tree(staged), tree_size(staged), gzip_size(staged)
+                    art.sha256, art.size_bytes = sha256_tree(staged), tree_size(staged)
+                    art.gzip_bytes = gzip_size(staged)
                     moves.append((staged, art.path))
                 if previous and previous.path and previous.path != art.path:
                     deletes.append(previous.path)  # superseded: never an unlisted model beside the new record

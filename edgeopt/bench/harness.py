@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import BenchmarkError, EdgeoptError, TargetError
 from ..fileio import check_writable_dir, gzip_size, write_json_atomic
 from ..scratch import in_private_tempdir
-from ..verify import repair_on_start
+from ..verification import repair_on_start
 from . import graph, stats
 from .device import runtimes
 from .inputs import load_evaluation

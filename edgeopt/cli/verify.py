@@ -18,7 +18,7 @@ def add(sub):
 
 
 def _verify(args):
-    from ..verify import verify
+    from ..verification import verify
 
     verdict = verify(args.folder, repair=args.repair)
     print(verdict.text())

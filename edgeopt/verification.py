@@ -31,6 +31,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -91,16 +92,17 @@ def verify(folder, repair=False) -> Verdict:
                           "or `bench`")
     verdict = Verdict(folder)
     with journal.folder_lock(folder), _Repairer(folder, repair) as fixer:
-        _check_journal(folder, verdict, fixer)
+        # Files an unrepaired swap is replacing belong to that swap's finding, not to findings of their own.
+        in_swap = _check_journal(folder, verdict, fixer)
         _check_staging(folder, verdict, fixer)
         _check_temp_files(folder, verdict, fixer)
         manifest = _check_manifest(folder, verdict, fixer)
         if manifest is not None:
-            _check_records(folder, manifest, verdict, fixer)
-            _check_evaluation(folder, manifest, verdict)
-        _check_sets(folder, verdict)
+            _check_records(folder, manifest, verdict, fixer, in_swap)
+            _check_evaluation(folder, manifest, verdict, in_swap)
+        _check_sets(folder, verdict, in_swap)
         if manifest is not None:
-            _check_unlisted(folder, manifest, verdict)
+            _check_unlisted(folder, manifest, verdict, in_swap)
     return verdict
 
 
@@ -119,6 +121,7 @@ class _Repairer:
             self._staging.close()
 
     def fix(self, finding: Finding, action, done: str, verdict: Verdict):
+        """Record `finding`; when repairing, run `action` (returns None or a list of what it could not do)."""
         verdict.problems.append(finding)
         if not self.enabled:
             return
@@ -139,10 +142,11 @@ class _Repairer:
 
 
 # ---- 1-3: what a kill leaves ------------------------------------------------------------------------
-def _check_journal(folder, verdict, fixer):
+def _check_journal(folder, verdict, fixer) -> set:
+    """Name a half-done swap (and roll it forward when repairing); return the paths it is still replacing."""
     pending = journal.pending(folder)
     if pending is None:
-        return
+        return set()
     steps = pending["steps"]
     done = sum(_step_done(folder, s) for s in steps)
     what = pending.get("what") or ", ".join(s.get("to", s.get("path", "?")) for s in steps)
@@ -150,8 +154,9 @@ def _check_journal(folder, verdict, fixer):
                f"journal {journal.JOURNAL})")
     if "unreadable" in pending:
         message = f"unreadable journal {journal.JOURNAL} ({pending['unreadable']})"
-    fixer.fix(Finding("half-done-swap", journal.JOURNAL, message),
-              lambda: journal.roll_forward(folder), "rolled forward", verdict)
+    finding = Finding("half-done-swap", journal.JOURNAL, message)
+    fixer.fix(finding, lambda: journal.roll_forward(folder), "rolled forward", verdict)
+    return set() if finding.repaired else {s.get("to", s.get("path")) for s in steps}
 
 
 def _step_done(folder, step) -> bool:
@@ -181,7 +186,7 @@ def _check_temp_files(folder, verdict, fixer):
             match = TEMP_NAME.match(path.name)
             if match and alive({"pid": int(match.group("pid"))}):
                 continue  # a live writer's
-            if match or _LEGACY_TEMP.match(path.name):
+            if _is_temp(path.name):
                 rel = str(path.relative_to(folder))
                 fixer.fix(Finding("temp-file", rel, f"temp file {rel} left by an interrupted write"),
                           lambda p=path: p.unlink(), "removed", verdict)
@@ -196,13 +201,13 @@ def _check_manifest(folder, verdict, fixer) -> Manifest | None:
     except Exception as e:  # any unreadable manifest: its records cannot be trusted or merged into
         aside = f"manifest.unreadable-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
         fixer.fix(Finding("unreadable-manifest", MANIFEST_NAME, f"{MANIFEST_NAME} cannot be read ({e})"),
-                  lambda: (folder / MANIFEST_NAME).rename(folder / aside), f"kept aside as {aside}", verdict)
+                  lambda: os.replace(folder / MANIFEST_NAME, folder / aside), f"kept aside as {aside}", verdict)
         return None
 
 
-def _check_records(folder, manifest, verdict, fixer):
+def _check_records(folder, manifest, verdict, fixer, in_swap):
     for art in manifest.artifacts:
-        if not art.path:
+        if not art.path or art.path in in_swap:
             continue
         path = folder / art.path
         if not path.exists():
@@ -248,9 +253,9 @@ def _record_problem(folder, manifest, art, kind, message, done, verdict, fixer):
     fixer.fix(Finding(kind, art.path, message), repair, done, verdict)
 
 
-def _check_evaluation(folder, manifest, verdict):
+def _check_evaluation(folder, manifest, verdict, in_swap):
     ev = manifest.data.get("evaluation") or {}
-    if not ev.get("path") or not ev.get("sha256"):
+    if not ev.get("path") or not ev.get("sha256") or ev["path"] in in_swap:
         return
     path = folder / ev["path"]
     verdict.checked += 1
@@ -260,7 +265,9 @@ def _check_evaluation(folder, manifest, verdict):
 
 
 # ---- 7-8: report sets and files nobody listed ---------------------------------------------------------
-def _check_sets(folder, verdict):
+def _check_sets(folder, verdict, in_swap):
+    if SETS in in_swap:
+        return  # the index itself is being replaced: the swap's finding covers the set
     for name, entry in read_sets(folder)["sets"].items():
         for rel, meta in entry["files"].items():
             path = folder / rel
@@ -271,14 +278,20 @@ def _check_sets(folder, verdict):
                                                 f"(index {SETS}); rerun `edgeopt bench` to write the set again"))
 
 
-def _check_unlisted(folder, manifest, verdict):
-    listed = {a.path for a in manifest.artifacts if a.path}
+def _is_temp(name) -> bool:
+    return bool(TEMP_NAME.match(name) or _LEGACY_TEMP.match(name))
+
+
+def _check_unlisted(folder, manifest, verdict, in_swap):
+    listed = {a.path for a in manifest.artifacts if a.path} | in_swap
     source = manifest.source.get("path")
     for place in (folder, folder / FAILED_DIR):
         if not place.is_dir():
             continue
         for path in sorted(place.iterdir()):
             rel = str(path.relative_to(folder))
+            if _is_temp(path.name):
+                continue  # named (and removed) as a temp file
             if path.suffix in MODEL_SUFFIXES and rel not in listed and not _same_file(path, source):
                 verdict.problems.append(Finding(
                     "unlisted", rel, f"{rel} is not listed in {MANIFEST_NAME}: it was not made by a run recorded here "
