@@ -22,13 +22,17 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import shutil
 from pathlib import Path
 
 from .fileio import fsync_dir, sha256_tree, write_json_atomic
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; swaps stay journaled, but concurrent runs into one folder are not serialised
+    fcntl = None
 
 JOURNAL = ".edgeopt-journal.json"
 SCHEMA = "edgeopt.journal"
@@ -37,6 +41,9 @@ SCHEMA = "edgeopt.journal"
 @contextlib.contextmanager
 def folder_lock(folder):
     """Hold an exclusive lock on `folder` (flock on the directory; released when the process dies)."""
+    if fcntl is None:
+        yield
+        return
     fd = os.open(folder, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)

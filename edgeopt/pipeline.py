@@ -227,7 +227,7 @@ class _Run:
         if reused:
             self.log(f"reusing {art_id} (same model, options and data as before)")
             self.manifest = self.folder.publish(self.manifest, [(reused, None)])
-            return tf_keras().models.load_model(self.out / art_id, compile=False), art_id, reused.sha256
+            return tf_keras().models.load_model(self.out / reused.path, compile=False), art_id, reused.sha256
         self.log(f"pruning to {spec.target_sparsity:.0%} sparsity ({spec.schedule} schedule, {spec.epochs} epochs)")
         t0 = time.time()
         pruned, record, pruned_layers = prunelib.prune(model, self.data["train"], spec, self.recipe.seed, self.progress)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from . import journal
 from .errors import OutputError
-from .fileio import TEMP_NAME, gzip_size, sha256_file, sha256_tree, tree_size
+from .fileio import TEMP_NAME, fsync_file, gzip_size, sha256_file, sha256_tree, tree_size
 from .manifest import FAILED_DIR, MANIFEST_NAME, Manifest
 from .owner import new_run_id
 from .staging import Staging
@@ -193,6 +193,8 @@ def staged_set(root, name):
         folder = staging.subfolder(name)
         yield folder
         files = sorted(p for p in folder.rglob("*") if p.is_file() and not TEMP_NAME.match(p.name))
+        for p in files:
+            fsync_file(p)  # the journal will promise they are complete, whoever wrote them
         listed = {str(p.relative_to(folder)): {"sha256": sha256_file(p), "size": p.stat().st_size} for p in files}
         with journal.folder_lock(root):
             index = read_sets(root)
