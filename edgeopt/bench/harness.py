@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import BenchmarkError, EdgeoptError, TargetError
 from ..fileio import check_writable_dir, gzip_size, write_json_atomic
 from . import graph, stats
-from .device import runtimes
+from .device import latency, runtimes
 from .inputs import load_evaluation
 from .scoring import finish
 from .report import Report, Row
@@ -297,14 +297,13 @@ def _fill(row, measured, bundle) -> dict:
     if bad:
         row.status, row.error = "failed", bad["error"]
         return {}
-    median = stats.median_with_interval([np.asarray(m["latency"]["samples_ms"]) for m in measured])
+    pooled = stats.summarize([m["latency"]["samples_ms"] for m in measured],
+                             runs=[m["latency"]["runs"] for m in measured])
     row.latency = {
-        "p50_ms": median["p50_ms"], "ci95_ms": median["ci95_ms"],
-        **{k: float(np.median([m["latency"][k] for m in measured]))
-           for k in ("min_ms", "mean_ms", "std_ms", "p90_ms", "p99_ms", "throughput_per_s")},
+        **{k: pooled[k] for k in (*latency.STATISTICS, "ci95_ms")},
         "runs": int(sum(m["latency"]["runs"] for m in measured)),
         "round_p50_ms": [m["latency"]["p50_ms"] for m in measured],
-        "unit": "ms per inference, batch 1",
+        "unit": "ms per inference, batch 1; every statistic pools the runs of all rounds",
     }
     row.runtime, row.delegates = measured[0]["runtime"], measured[0]["delegates"]
     row.runtime_settings = measured[0].get("settings", {})
@@ -314,7 +313,7 @@ def _fill(row, measured, bundle) -> dict:
     row.memory_mb = {k: _median_mb([x[k] for x in mem]) for k in ("peak", "load_delta", "run_delta")}
     if row.macs:
         row.gmacs_per_s = row.macs / (row.latency["p50_ms"] / 1000) / 1e9
-    work = {"draws": median["draws"], "output_specs": measured[0]["outputs"]}
+    work = {"draws": pooled["draws"], "output_specs": measured[0]["outputs"]}
     outputs = next((m.get("outputs_file") for m in measured if m.get("outputs_file")), None)
     if outputs:
         with np.load(bundle / "outputs" / outputs) as z:

@@ -41,7 +41,7 @@ class Row:
     runtime_settings: dict = field(default_factory=dict)  # threads, XNNPACK, ORT session options
     load_seconds: float | None = None
     first_inference_ms: float | None = None
-    latency: dict | None = None  # p50_ms, ci95_ms, min/mean/std/p90/p99, throughput, runs, round_p50_ms
+    latency: dict | None = None  # pooled runs of all rounds: min/mean/std/p50/p90/p99/max_ms, throughput, ci95_ms
     speedup: dict | None = None  # vs: baseline id, ratio (>1 faster), ci95, within_noise
     memory_mb: dict | None = None  # peak, load_delta, run_delta (median over rounds)
     accuracy: dict | None = None  # metric, value, delta_points vs baseline, agreement figures
