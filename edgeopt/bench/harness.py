@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import BenchmarkError, EdgeoptError, TargetError
 from ..fileio import check_writable_dir, gzip_size, write_json_atomic
+from ..progress import Progress
 from . import graph, stats
 from .device import latency, runtimes
 from .inputs import load_evaluation
@@ -195,20 +196,21 @@ def _run_target(report, target, candidates, data, threads, rounds, timing, progr
     bundle = Path(tempfile.mkdtemp(prefix="edgeopt-bench-"))
     try:
         plan = _write_bundle(bundle, runnable, data, threads, rounds, timing)
-        bar = _Progress(len(plan["jobs"]) * rounds, target.name) if progress and plan["jobs"] else None
+        bar = Progress(len(plan["jobs"]) * rounds, f"benchmark on {target.name}", unit="run",
+                       enabled=progress and bool(plan["jobs"]))
         # Every job may use its own timeout in the runner; past all of them together, the target hangs.
         whole_plan = plan["job_timeout_seconds"] * len(plan["jobs"]) * rounds + 300
         t0 = time.time()
         try:
             target.prepare()
-            results_path = target.run(bundle, on_progress=bar.update if bar else None, timeout=whole_plan)
+            results_path = target.run(bundle, on_progress=lambda done, _total, text: bar.update(done, text),
+                                      timeout=whole_plan)
             results = _read_results(results_path)
         except EdgeoptError as e:  # TargetError and its kin: this target's rows say why; others go on
             record.update(status="failed", error=str(e))
             results = None
         finally:
-            if bar:
-                bar.close()
+            bar.close()
         record["seconds"] = round(time.time() - t0, 1)
         if results:
             record["machine"] = results["machine"]
@@ -250,22 +252,6 @@ def _read_results(path):
         return json.loads(Path(path).read_text())
     except (OSError, ValueError) as e:
         raise TargetError(f"the runner left no readable results ({e})") from None
-
-
-class _Progress:
-    """A tqdm bar fed by the runner's `[done/total] text` lines."""
-
-    def __init__(self, total, name):
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=total, desc=f"benchmark on {name}", unit="run", leave=False)
-
-    def update(self, done, _total, text):
-        self.bar.n = done
-        self.bar.set_postfix_str(text[:60], refresh=True)
-
-    def close(self):
-        self.bar.close()
 
 
 def _add_rows(report, target, candidates, data, threads, results, bundle) -> dict:
