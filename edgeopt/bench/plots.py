@@ -138,7 +138,7 @@ def _label(fig, ax, group, names, anchors, size, rings):
             continue  # no free place: the legend names it
         dx, dy = offset
         # Placed away from its marker: a thin line leads back to it.
-        far = max(dx - 0, 0 - (dx + w), abs(dy) - h / 2) > size
+        far = max(dx, -(dx + w), abs(dy) - h / 2) > size  # gap between the label box and the marker
         ax.annotate(names[r.artifact], (x, y), xytext=(dx * pt_per_px, dy * pt_per_px), textcoords="offset points",
                     fontsize=LABEL_PT, va="center", ha="left", color="0.2", zorder=6,
                     arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.6, "shrinkA": 0, "shrinkB": size / 2 * pt_per_px}

@@ -1,8 +1,10 @@
-"""A row's latency statistics with the p50's confidence interval, and whether two medians differ by more than noise.
+"""A row's latency statistics with its p50's confidence interval; whether two medians differ by more than noise.
 
-Every statistic pools the runs of all rounds (one definition: device/latency.py). Timings come in rounds (every artifact measured once per round, interleaved). Between-round drift
-on a shared machine is the larger error, so the bootstrap resamples rounds first, then runs within
-each chosen round: a median whose rounds disagree gets the wide interval it deserves.
+Every statistic pools the runs of all rounds (one definition: device/latency.py). Timings come in
+rounds (every artifact measured once per round, interleaved). Between-round drift on a shared
+machine is the larger error, so the bootstrap resamples rounds first, then runs within each chosen
+round: a median whose rounds disagree gets the wide interval it deserves. Written here because
+scipy.stats.bootstrap resamples one level of unweighted samples, not rounds, then weighted runs.
 """
 
 from __future__ import annotations
