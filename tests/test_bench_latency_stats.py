@@ -87,3 +87,22 @@ def test_the_worker_keeps_the_fastest_and_slowest_runs_and_evenly_spaced_ranks()
     kept = latency.kept_samples(ms)
     assert len(kept) == latency.MAX_KEPT_SAMPLES and kept[0] == 1 and kept[-1] == 10_000
     assert np.all(np.diff(kept) > 0) and np.ptp(np.diff(kept)) <= 1
+
+
+def test_weighted_percentiles_are_numpys_over_the_runs_written_out():
+    rng = np.random.default_rng(11)
+    for _ in range(200):
+        values = rng.choice([0.0044, 0.00441, 0.0045, 0.01], size=int(rng.integers(1, 40)))  # ties, as a clock makes
+        weights = rng.integers(1, 6, len(values))
+        runs = np.repeat(values, weights)
+        assert latency.percentiles(values, weights, [0, 50, 90, 99, 100]) == pytest.approx(
+            np.percentile(runs, [0, 50, 90, 99, 100]), abs=1e-15)
+
+
+def test_each_bootstrap_draw_is_the_pooled_median_of_its_resampled_runs():
+    rng = np.random.default_rng(12)
+    values = np.sort(rng.choice([1.0, 1.1, 1.2, 5.0], size=30))
+    counts = rng.integers(0, 4, size=(50, 30)) * 2.0  # a resample's counts, times the runs each sample stands for
+    counts[counts.sum(axis=1) == 0, 0] = 2.0
+    expected = [latency.percentiles(values[c > 0], c[c > 0], [50])[0] for c in counts]
+    assert stats._weighted_medians(values, counts) == pytest.approx(expected, abs=1e-12)

@@ -64,3 +64,12 @@ def test_nine_files_with_one_accuracy_make_a_plot(tmp_path):
     files = plot_all(Report(rows=rows), tmp_path)
     assert files["plot_latency_accuracy"] == LATENCY_ACCURACY_PNG
     assert (tmp_path / LATENCY_ACCURACY_PNG).stat().st_size > 10_000
+
+
+def test_an_interval_that_starts_at_its_p50_plots(tmp_path):
+    # Latencies tied at the clock's resolution: the p50 and an end of its interval are the same number.
+    rows = [Row(target="local", artifact=f"m.{i}.tflite", path=None, format="tflite", precision="int8", threads=1,
+                latency={"p50_ms": p50, "ci95_ms": ci}, accuracy={"value": 0.956})
+            for i, (p50, ci) in enumerate([(0.004437, [0.004437, 0.004446]), (0.004647, [0.004637, 0.004647]),
+                                           (0.010215, [0.010215, 0.010215])])]
+    assert plot_all(Report(rows=rows), tmp_path)["plot_latency_accuracy"] == LATENCY_ACCURACY_PNG

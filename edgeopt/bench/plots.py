@@ -104,12 +104,12 @@ def _draw_points(fig, ax, group, names, colors):
     frame = ax.get_window_extent()
     placed = dict(zip(order, plot_layout.dodge([tuple(true[i]) for i in order], size, frame.y0, frame.y1)))
     shown = ax.transData.inverted().transform([placed[i] for i in range(len(group))])
-    for r, (lat, y) in zip(group, shown):
-        lo, hi = r.latency["ci95_ms"]
+    for r, (_, y) in zip(group, shown):  # only y moves: x stays the measured p50, not a pixel round trip
+        lat, (lo, hi) = r.latency["p50_ms"], r.latency["ci95_ms"]
         if abs(y - _score(r)[0]) > 0:  # set apart: a faint stem down (or up) to its true score
             ax.plot([lat, lat], [_score(r)[0], y], color=colors[r.artifact], lw=0.8, alpha=0.5, zorder=3)
-        ax.errorbar(lat, y, xerr=[[lat - lo], [hi - lat]], fmt="o" if r.format == "tflite" else "s",
-                    color=colors[r.artifact], ms=MARKER_PT, capsize=3, zorder=5)
+        ax.errorbar(lat, y, xerr=[[max(lat - lo, 0)], [max(hi - lat, 0)]], color=colors[r.artifact],
+                    fmt="o" if r.format == "tflite" else "s", ms=MARKER_PT, capsize=3, zorder=5)
     if any(abs(placed[i][1] - true[i][1]) > 0.5 for i in range(len(group))):
         ax.text(0.01, 0.01, "markers with equal scores are set apart vertically to stay visible",
                 transform=ax.transAxes, fontsize=7, color="gray")

@@ -50,17 +50,21 @@ _BLOCK = 100  # draws computed together: a block's weights are BLOCK x pooled sa
 
 
 def _weighted_medians(v: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Row-wise device.latency.percentiles(v, w[row], 50) for sorted `v`, where zero-weight samples are absent."""
+    """Row-wise device.latency.percentiles(v, w[row], [50]) for sorted `v`; zero-weight samples are absent.
+
+    The median's rank r = (runs - 1) / 2 falls on a sample's run of ranks (its value) or in the gap of
+    one rank between two samples (interpolated), as in latency.percentiles.
+    """
     present = w > 0
-    below = np.cumsum(w, axis=1) - w
-    last = v.size - 1 - np.argmax(present[:, ::-1], axis=1)  # the largest sample with weight
+    ends = np.cumsum(w, axis=1) - 1  # the last rank each sample holds
+    r = (ends[:, -1] / 2)[:, None]
     rows = np.arange(len(w))
-    target = 0.5 * below[rows, last]
-    hi = np.argmax(np.where(present, below, -np.inf) >= target[:, None], axis=1)
-    lo = v.size - 1 - np.argmax((np.where(present, below, np.inf) <= target[:, None])[:, ::-1], axis=1)
-    span = below[rows, hi] - below[rows, lo]
-    frac = np.divide(target - below[rows, lo], span, out=np.zeros_like(span), where=span > 0)
-    return v[lo] + frac * (v[hi] - v[lo])
+    hi = np.argmax(present & (ends >= r), axis=1)  # the first sample whose ranks reach r
+    before = present & (ends < r)
+    lo = np.where(before.any(axis=1), v.size - 1 - np.argmax(before[:, ::-1], axis=1), hi)
+    on_run = ends[rows, hi] - w[rows, hi] + 1 <= r[:, 0]
+    frac = np.clip(r[:, 0] - ends[rows, lo], 0.0, 1.0)
+    return np.where(on_run, v[hi], v[lo] + frac * (v[hi] - v[lo]))
 
 
 def _rounds_with_weights(rounds, runs):

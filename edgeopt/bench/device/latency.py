@@ -7,7 +7,7 @@ of all the runs of all its rounds, and min <= p50 <= p90 <= p99 <= max holds by 
 
 numpy's percentile takes weights only from numpy 2.0 and only with the inverted-CDF method (no
 interpolation), and boards may have numpy 1.26: hence the few lines of `percentiles` below, which
-equal numpy's default (linear) method when the weights are equal.
+equal np.percentile (its default, linear method) over the runs written out when weights are whole.
 
 Self-contained (numpy only): the worker imports it on boards and emulators.
 """
@@ -30,19 +30,19 @@ def kept_samples(ms) -> np.ndarray:
 
 
 def percentiles(values, weights, qs) -> np.ndarray:
-    """Weighted percentiles `qs` (0-100): sample i sits at (weight below it) / (total weight - the largest's).
+    """Weighted percentiles `qs` (0-100), numpy's default (linear) method generalised to weights >= 1.
 
-    That places the smallest sample at 0 and the largest at 100, and with equal weights sample i at
-    i / (n - 1), which is numpy's default; values in between are interpolated linearly.
+    A sample of weight w stands for w runs: it holds the ranks from (weight below it) to that + w - 1,
+    and ranks between two samples are interpolated linearly. With whole-number weights this is exactly
+    np.percentile of the runs written out (each value repeated w times); the smallest sample is the
+    0th percentile, the largest the 100th.
     """
     values, weights = np.asarray(values, np.float64), np.asarray(weights, np.float64)
     order = np.argsort(values, kind="stable")
     v, w = values[order], weights[order]
-    if len(v) == 1:
-        return np.full(len(np.atleast_1d(qs)), v[0])
-    below = np.cumsum(w) - w
-    positions = below / (below[-1])
-    return np.interp(np.atleast_1d(qs) / 100.0, positions, v)
+    ends = np.cumsum(w)
+    ranks = np.column_stack([ends - w, ends - 1]).ravel()  # the first and last rank each sample holds
+    return np.interp(np.atleast_1d(qs) / 100.0 * (ends[-1] - 1), ranks, np.repeat(v, 2))
 
 
 def describe(values, weights=None) -> dict:
