@@ -35,6 +35,9 @@ def test_convert_with_flags_writes_files_manifest_and_table(model_h5, tmp_path):
     assert ids == {"digits_cnn.fp32.tflite": "ok", "digits_cnn.int8.tflite": "ok",
                    "digits_cnn.fp32.onnx": "ok", "digits_cnn.int8.onnx": "ok"}
     assert "digits_cnn.int8.tflite" in result.stdout and "status" in result.stdout
+    # TensorFlow's own lines are kept in the output folder, not shown.
+    assert "fully_quantize" not in result.stdout + result.stderr
+    assert "fully_quantize" in (tmp_path / "out" / "edgeopt.log").read_text()
     # Without evaluation data the check ran on the calibration inputs, and says so.
     assert manifest["data"]["evaluation"]["source"].endswith("calib.npz")
 
