@@ -1,7 +1,9 @@
 """benchmark(): every artifact, on every target and thread count, timed, sized and scored.
 
 TensorFlow-free. The plan is built here, run by the device runner on each target (each measurement
-in a process of its own, in interleaved rounds), and the raw results become a Report.
+in a process of its own, in interleaved rounds), and the raw results become a Report. A converter
+folder is repaired before it is read (edgeopt.verify), and the report, its page and its plots are
+published together (edgeopt.publish.staged_set): never a mix of two runs.
 """
 
 from __future__ import annotations
@@ -17,8 +19,11 @@ import numpy as np
 
 from ..errors import BenchmarkError, EdgeoptError, TargetError
 from ..fileio import check_writable_dir, gzip_size, write_json_atomic
+from ..scratch import in_private_tempdir
+from ..verification import repair_on_start
+from ..progress import Progress
 from . import graph, stats
-from .device import runtimes
+from .device import latency, runtimes
 from .inputs import load_evaluation
 from .scoring import finish
 from .report import Report, Row
@@ -46,6 +51,7 @@ class Candidate:
     synthetic_calibration: bool = False  # the converter calibrated it on random inputs
 
 
+@in_private_tempdir
 def benchmark(source, *, targets=("local",), threads=None, rounds=3, timing=None, evaluation=None,
               samples=1000, baseline=None, metric=None, out=None, progress=True, log=print) -> Report:
     """Measure latency, memory and accuracy of every model in `source`; write report.json/.md and plots.
@@ -74,12 +80,16 @@ def benchmark(source, *, targets=("local",), threads=None, rounds=3, timing=None
     if int(rounds) < 1:
         raise BenchmarkError(f"rounds must be at least 1, got {rounds}")
     timing = {**DEFAULT_TIMING, **(timing or {})}
+    folder = _source_folder(source)
+    if folder:
+        repair_on_start(folder, log)  # a half-done swap there must not be measured as a good file
     manifest, candidates = _collect(source)
     data = load_evaluation(evaluation, manifest, candidates, samples)
     for c in candidates:  # data that cannot feed a file fails its rows, on every target alike
         c.skip_reason = c.skip_reason or data.mismatch(c)
-    folder = Path(source) if isinstance(source, (str, Path)) and Path(source).is_dir() else None
     out = check_writable_dir(out or (manifest.root if manifest else folder or "edgeopt-bench"))
+    if Path(out).resolve() != (folder.resolve() if folder else None):
+        repair_on_start(out, log)
     resolved = [parse_target(t) for t in (targets or ["local"])]
     report = Report(
         settings={"threads": threads, "rounds": int(rounds), "timing": timing, "targets": [t.name for t in resolved]},
@@ -105,6 +115,16 @@ def _check_threads(threads):
 
 
 # ---- what to measure -------------------------------------------------------------------------------
+def _source_folder(source) -> Path | None:
+    """The folder benchmarked (a converter output or a folder of files), if the source is one."""
+    from ..manifest import MANIFEST_NAME
+
+    if not isinstance(source, (str, Path)):
+        return None
+    p = Path(source)
+    return p if p.is_dir() else p.parent if p.name == MANIFEST_NAME and p.exists() else None
+
+
 def _collect(source):
     from ..manifest import MANIFEST_NAME, Manifest
 
@@ -195,20 +215,21 @@ def _run_target(report, target, candidates, data, threads, rounds, timing, progr
     bundle = Path(tempfile.mkdtemp(prefix="edgeopt-bench-"))
     try:
         plan = _write_bundle(bundle, runnable, data, threads, rounds, timing)
-        bar = _Progress(len(plan["jobs"]) * rounds, target.name) if progress and plan["jobs"] else None
+        bar = Progress(len(plan["jobs"]) * rounds, f"benchmark on {target.name}", unit="run",
+                       enabled=progress and bool(plan["jobs"]))
         # Every job may use its own timeout in the runner; past all of them together, the target hangs.
         whole_plan = plan["job_timeout_seconds"] * len(plan["jobs"]) * rounds + 300
         t0 = time.time()
         try:
             target.prepare()
-            results_path = target.run(bundle, on_progress=bar.update if bar else None, timeout=whole_plan)
+            results_path = target.run(bundle, on_progress=lambda done, _total, text: bar.update(done, text),
+                                      timeout=whole_plan)
             results = _read_results(results_path)
         except EdgeoptError as e:  # TargetError and its kin: this target's rows say why; others go on
             record.update(status="failed", error=str(e))
             results = None
         finally:
-            if bar:
-                bar.close()
+            bar.close()
         record["seconds"] = round(time.time() - t0, 1)
         if results:
             record["machine"] = results["machine"]
@@ -252,22 +273,6 @@ def _read_results(path):
         raise TargetError(f"the runner left no readable results ({e})") from None
 
 
-class _Progress:
-    """A tqdm bar fed by the runner's `[done/total] text` lines."""
-
-    def __init__(self, total, name):
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=total, desc=f"benchmark on {name}", unit="run", leave=False)
-
-    def update(self, done, _total, text):
-        self.bar.n = done
-        self.bar.set_postfix_str(text[:60], refresh=True)
-
-    def close(self):
-        self.bar.close()
-
-
 def _add_rows(report, target, candidates, data, threads, results, bundle) -> dict:
     work = {}
     by_key = {}
@@ -297,14 +302,13 @@ def _fill(row, measured, bundle) -> dict:
     if bad:
         row.status, row.error = "failed", bad["error"]
         return {}
-    median = stats.median_with_interval([np.asarray(m["latency"]["samples_ms"]) for m in measured])
+    pooled = stats.summarize([m["latency"]["samples_ms"] for m in measured],
+                             runs=[m["latency"]["runs"] for m in measured])
     row.latency = {
-        "p50_ms": median["p50_ms"], "ci95_ms": median["ci95_ms"],
-        **{k: float(np.median([m["latency"][k] for m in measured]))
-           for k in ("min_ms", "mean_ms", "std_ms", "p90_ms", "p99_ms", "throughput_per_s")},
+        **{k: pooled[k] for k in (*latency.STATISTICS, "ci95_ms")},
         "runs": int(sum(m["latency"]["runs"] for m in measured)),
         "round_p50_ms": [m["latency"]["p50_ms"] for m in measured],
-        "unit": "ms per inference, batch 1",
+        "unit": "ms per inference, batch 1; every statistic pools the runs of all rounds",
     }
     row.runtime, row.delegates = measured[0]["runtime"], measured[0]["delegates"]
     row.runtime_settings = measured[0].get("settings", {})
@@ -314,7 +318,7 @@ def _fill(row, measured, bundle) -> dict:
     row.memory_mb = {k: _median_mb([x[k] for x in mem]) for k in ("peak", "load_delta", "run_delta")}
     if row.macs:
         row.gmacs_per_s = row.macs / (row.latency["p50_ms"] / 1000) / 1e9
-    work = {"draws": median["draws"], "output_specs": measured[0]["outputs"]}
+    work = {"draws": pooled["draws"], "output_specs": measured[0]["outputs"]}
     outputs = next((m.get("outputs_file") for m in measured if m.get("outputs_file")), None)
     if outputs:
         with np.load(bundle / "outputs" / outputs) as z:
@@ -328,8 +332,10 @@ def _median_mb(values):
 
 
 def _write(report, out, log):
+    from ..publish import staged_set
     from .plots import plot_all
 
-    report.files.update(plot_all(report, out))
-    written = report.save(out)
-    log(f"report: {written['json']}, {written['markdown']}")
+    with staged_set(out, "bench-report") as staged:  # every file written in `staged` appears in `out` at once
+        report.files.update(plot_all(report, staged))
+        report.save(staged)
+    log(f"report: {Path(out) / report.files['json']}, {Path(out) / report.files['markdown']}")
