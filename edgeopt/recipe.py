@@ -87,6 +87,11 @@ class Recipe(BaseModel):
         "an input with a fixed batch); other models keep a dynamic batch",
     )
     data: DataSpec = Field(default_factory=DataSpec)
+    targets: list[str] = Field(
+        default_factory=list,
+        description="CPUs the files will run on (local, x86-64-avx2, x86-64-vnni, aarch64, aarch64-emulated, "
+        "ssh://...): ONNX int8 exports choose their int8_variant for them; none: the portable variant",
+    )
     prune: PruneSpec | None = None
     exports: list[ExportSpec] = Field(default_factory=lambda: default_exports())
     check: CheckSpec = Field(default_factory=CheckSpec)
@@ -109,6 +114,7 @@ class Recipe(BaseModel):
             if e.key in seen:
                 problems.append(f"exports[{i}]: {e.format}/{e.precision} with these options is listed twice")
             seen.add(e.key)
+        problems.extend(_target_problems(self.targets))
         for p in sorted(self.check.tolerances):
             if p not in capabilities.PRECISIONS:
                 problems.append(f"check.tolerances: unknown precision {p!r} (valid: {', '.join(capabilities.PRECISIONS)})")
@@ -126,6 +132,14 @@ class Recipe(BaseModel):
 
     def to_dict(self):
         return self.model_dump(mode="json")
+
+
+def _target_problems(targets) -> list[str]:
+    from .bench.kernels import NAMED_CPUS
+
+    known = ["local", *NAMED_CPUS]
+    return [f"targets: unknown target {t!r} (valid: {', '.join(known)}, or ssh://user@host)"
+            for t in targets if t not in known and not t.startswith("ssh://")]
 
 
 def default_exports():

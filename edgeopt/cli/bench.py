@@ -1,10 +1,16 @@
-"""`edgeopt bench`: latency, memory and accuracy of every artifact; a table, report.json/.md and plots."""
+"""`edgeopt bench`: latency, memory and accuracy of every artifact; a table, report.json/.md and plots.
+
+Exit codes: 0 every file measured, at parity everywhere, no warning; 1 a file or target failed its
+measurement (the others are kept), or, with --strict, a warning; 2 bad input; 3 a regression past
+--fail-on-regression; 4 everything measured, with warnings (a file's outputs deviate on a target,
+or a file runs on a CPU it was not made for).
+"""
 
 from __future__ import annotations
 
 import sys
 
-REGRESSION_EXIT = 3
+FAILED_EXIT, REGRESSION_EXIT, WARNING_EXIT = 1, 3, 4
 
 
 def add(sub):
@@ -27,6 +33,8 @@ def add(sub):
                    help=f"with --compare: exit {REGRESSION_EXIT} when an artifact is this much slower")
     p.add_argument("--accuracy-tolerance", type=float, default=1.0,
                    help="with --compare: accuracy points an artifact may lose (default: %(default)s)")
+    p.add_argument("--strict", action="store_true",
+                   help=f"parity warnings fail the run (exit {FAILED_EXIT} instead of {WARNING_EXIT})")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_bench)
 
@@ -48,7 +56,7 @@ def _bench(args):
                        rounds=args.rounds, timing=timing, evaluation=args.evaluation, samples=args.samples,
                        baseline=args.baseline, metric=args.metric, out=args.out, progress=not args.quiet)
     print(console(report))
-    code = 0 if report.ok else 1
+    code = exit_code(report, args.strict)
     if old is not None:
         found = find_regressions(old, report, limit or float("inf"), args.accuracy_tolerance)
         for line in found:
@@ -58,6 +66,15 @@ def _bench(args):
         if not found:
             print(f"no regression against {args.compare}")
     return code
+
+
+def exit_code(report, strict=False) -> int:
+    """0 clean, 1 a failure (or a warning under --strict), 4 warnings only."""
+    if not report.ok:
+        return FAILED_EXIT
+    if report.warnings():
+        return FAILED_EXIT if strict else WARNING_EXIT
+    return 0
 
 
 def _threads(text):

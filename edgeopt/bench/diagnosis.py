@@ -1,0 +1,214 @@
+"""Parity that names the culprit: which target's kernels deviate, by how much, and the likely cause.
+
+One file's outputs on several targets are judged against a reference execution of the same file
+(LiteRT's reference kernels; onnxruntime with graph optimizations off, where a QDQ file runs unfused),
+or, where the runtime has none, against the target whose outputs are closest to the float model's.
+Each target's error against the float (Keras) outputs says how much a deviation costs, and the
+target's CPU flags (kernels.py) say why: "x86-64-avx2 (x86 with AVX2, without VNNI): 16 LSB from
+the reference kernels; s8 weights through onnxruntime's u8s8 kernels saturate; its mean |error| is
+11.7x its error on aarch64-emulated".
+
+TensorFlow-free; a pure function of arrays and machine records, so `edgeopt explain` can call it.
+Example:
+    d = diagnose_parity("m.int8.onnx", {"local": [y1], "x86-64-avx2": [y2]}, machines, fmt="onnx",
+                        precision="int8", scales=[0.15], float_reference=[keras_y], reference_execution=[ref_y])
+    d.verdict, d.culprits(), d.sentence
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from . import kernels, parity
+
+# A deviating target's error against the float model, as a multiple of the best target's, past which
+# the float model alone (no reference execution) is taken to say which target is wrong.
+WORSE_THAN_BEST = 1.5
+
+
+@dataclass
+class Finding:
+    """One target's verdict on one file."""
+
+    target: str
+    cpu: str  # kernels.describe_cpu
+    verdict: str  # ok / differs / failed
+    lsb: float | None = None  # max |diff| from the judge, in LSB (int8) ...
+    max_abs_diff: float | None = None  # ... and in output units
+    error_vs_float: dict | None = None  # mean and max |error| against the float model's outputs
+    error_ratio: float | None = None  # this target's mean |error| / `ratio_vs`'s
+    ratio_vs: str | None = None
+    why: str = ""  # the likely cause of a deviation, or why the file is safe on this CPU
+    kernel_safe: bool | None = None  # what kernels.py expects of this file on this CPU (None: no rule)
+    emulated: bool = False
+
+
+@dataclass
+class Diagnosis:
+    artifact: str
+    format: str
+    precision: str
+    verdict: str  # ok / deviates / inconclusive / not-compared
+    judge: str  # what the targets were compared with
+    findings: list = field(default_factory=list)
+    sentence: str = ""
+
+    def culprits(self) -> list[str]:
+        return [f.target for f in self.findings if f.verdict == "differs"]
+
+    def finding(self, target) -> Finding | None:
+        return next((f for f in self.findings if f.target == target), None)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def diagnose_parity(artifact, outputs: dict, machines: dict, *, fmt, precision, scales=None, float_reference=None,
+                    reference_execution=None, reference_label=None, weights=None, local="local") -> Diagnosis:
+    """Judge one file's outputs on every target; name the ones that deviate and why.
+
+    Args:
+        outputs: target name -> list of output arrays (None where the target produced none).
+        machines: target name -> machine record (report.targets[i]["machine"]: its "cpu" and "emulated").
+        scales: the LSB of each output (parity.output_scales); None for float outputs.
+        float_reference: the float model's outputs on the same inputs (evaluation.npz `reference`).
+        reference_execution: the same file's outputs through the runtime's reference kernels; it may
+            cover only the first samples.
+        weights: kernels.onnx_weight_facts of an ONNX file (what its int8 kernels will do).
+        local: the name of the target that is this machine (preferred as judge among equals).
+    """
+    findings = {t: _finding(t, machines.get(t), fmt, weights) for t in outputs}
+    ran = {t: o for t, o in outputs.items() if o is not None}
+    for t in findings:
+        if t not in ran:
+            findings[t].verdict, findings[t].why = "failed", "produced no outputs (see its row)"
+    for t, out in ran.items():
+        findings[t].error_vs_float = _error(out, float_reference)
+    if reference_execution is not None:
+        judge, anchor = reference_label or "the reference kernels", reference_execution
+    elif len(ran) >= 2:
+        best = _closest_to_float(ran, findings, local)
+        judge, anchor = f"{best} (closest to the float model)" if float_reference is not None else best, ran[best]
+    else:
+        return _finish(Diagnosis(artifact, fmt, precision, "not-compared", "nothing", list(findings.values())))
+    for t, out in ran.items():
+        _judge(findings[t], anchor, out, precision, scales)
+    diagnosis = Diagnosis(artifact, fmt, precision, "ok", judge, list(findings.values()))
+    _explain(diagnosis, fmt, weights, have_reference=reference_execution is not None)
+    return _finish(diagnosis)
+
+
+def _finding(target, machine, fmt, weights) -> Finding:
+    cpu = (machine or {}).get("cpu")
+    risk = _risk(fmt, weights, cpu)
+    return Finding(target, kernels.describe_cpu(cpu), "ok", why=risk["why"], kernel_safe=risk["safe"],
+                   emulated=bool((machine or {}).get("emulated")))
+
+
+def _risk(fmt, weights, cpu) -> dict:
+    cls = kernels.cpu_class(cpu)
+    if fmt == "onnx" and weights and weights.get("weight_type"):
+        return kernels.onnx_int8_risk(weights, cls)
+    if fmt == "tflite":
+        return kernels.tflite_int8_risk(cls)
+    return {"safe": None, "why": ""}
+
+
+def _error(outputs, float_reference) -> dict | None:
+    if float_reference is None or not outputs:
+        return None
+    ref, out = np.asarray(float_reference[0], np.float64), np.asarray(outputs[0], np.float64)
+    n = min(len(ref), len(out))
+    if ref.shape[1:] != out.shape[1:] or n == 0:
+        return None
+    err = np.abs(out[:n] - ref[:n])
+    return {"mean": float(err.mean()), "max": float(err.max()), "samples": int(n)}
+
+
+def _closest_to_float(ran, findings, local) -> str:
+    """The judge without a reference execution: the target nearest the float model (this machine on ties)."""
+    def key(t):
+        err = findings[t].error_vs_float
+        return (err["mean"] if err else 0.0, t != local)
+    return min(ran, key=key)
+
+
+def _judge(finding, anchor, out, precision, scales):
+    n = min(len(anchor[0]), len(out[0]))
+    figures = parity.compare([a[:n] for a in anchor], [o[:n] for o in out], precision, scales)
+    if figures["verdict"] == "failed":
+        finding.verdict, finding.why = "failed", figures["reason"]
+        return
+    finding.lsb, finding.max_abs_diff = figures.get("lsb"), figures["max_abs_diff"]
+    finding.verdict = figures["verdict"]
+
+
+def _explain(diagnosis, fmt, weights, have_reference):
+    """Causes of the deviations, their cost against the best target, and the overall verdict."""
+    differing = [f for f in diagnosis.findings if f.verdict == "differs"]
+    agreeing = [f for f in diagnosis.findings if f.verdict == "ok"]
+    for f in agreeing:
+        if f.kernel_safe is False:  # at risk, yet these inputs did not trigger it
+            f.why = f"at parity on these inputs, but at risk on this CPU: {f.why}"
+    if not differing:
+        return
+    best = min((f for f in agreeing if f.error_vs_float), key=lambda f: f.error_vs_float["mean"], default=None)
+    named = False
+    for f in differing:
+        if best and f.error_vs_float and best.error_vs_float["mean"] > 0:
+            f.error_ratio, f.ratio_vs = f.error_vs_float["mean"] / best.error_vs_float["mean"], best.target
+        known_risk = f.kernel_safe is False
+        if not known_risk:
+            f.why = "not a known kernel difference on this CPU: its kernels give other numbers than the others"
+        named |= have_reference or known_risk or (f.error_ratio or 0) >= WORSE_THAN_BEST
+    diagnosis.verdict = "deviates" if named else "inconclusive"
+
+
+def _finish(d: Diagnosis) -> Diagnosis:
+    d.sentence = sentence(d)
+    return d
+
+
+def sentence(d: Diagnosis) -> str:
+    """What a person reads: who deviates, by how much, why; where the file is safe, and why."""
+    if d.verdict == "not-compared":
+        known = [f for f in d.findings if f.why and f.verdict != "failed"]
+        return (f"{d.artifact}: nothing to compare with (one target, and no reference execution of this file)"
+                + (f"; by its CPU's kernels: {_grouped(known)}." if known else "."))
+    parts = []
+    for f in (f for f in d.findings if f.verdict == "differs"):
+        text = f"{d.artifact} deviates on {_where(f)}: {_size(f)} from {d.judge}; likely cause: {f.why}"
+        if f.error_ratio is not None:
+            text += (f"; its mean |error| against the float model there is {f.error_ratio:.1f}x its error on "
+                     f"{f.ratio_vs} ({f.error_vs_float['mean']:.3g} vs "
+                     f"{d.finding(f.ratio_vs).error_vs_float['mean']:.3g})")
+        parts.append(text + ".")
+    if d.verdict == "inconclusive":
+        parts.append("Nothing says which target is right (no reference execution, no float outputs that settle it).")
+    ok = [f for f in d.findings if f.verdict == "ok"]
+    if ok:
+        limit = f"{parity.MAX_LSB:g} LSB" if d.precision.startswith("int8") else "the float tolerance"
+        lead = "Safe on" if parts else f"{d.artifact}: within {limit} of {d.judge} on"
+        parts.append(f"{lead} {_grouped(ok)}.")
+    failed = [f.target for f in d.findings if f.verdict == "failed"]
+    if failed:
+        parts.append(f"Not compared on {', '.join(failed)} (no outputs).")
+    return " ".join(parts)
+
+
+def _where(f) -> str:
+    return f"{f.target} ({f.cpu}{', emulated' if f.emulated else ''})"
+
+
+def _grouped(findings) -> str:
+    """Targets that share a reason, named together: 'a (cpu) and b (cpu): reason; c (cpu): reason'."""
+    groups = {}
+    for f in findings:
+        groups.setdefault(f.why, []).append(_where(f))
+    return "; ".join(" and ".join(names) + (f": {why}" if why else "") for why, names in groups.items())
+
+
+def _size(f) -> str:
+    return f"{f.lsb:.0f} LSB" if f.lsb is not None else f"max |diff| {f.max_abs_diff:.3g}"
