@@ -282,8 +282,12 @@ class _Run:
                 return blob, {**facts, "int8_variant": choice}
         else:
             build = lambda: onnx_quant.quantize_dynamic(parent_path)  # noqa: E731
-        self._step("onnx", spec.precision, options, "onnx-quantize", fp32_record.id, fp32_record.sha256, build,
-                   name_options=spec.options)
+        art = self._step("onnx", spec.precision, options, "onnx-quantize", fp32_record.id, fp32_record.sha256, build,
+                         name_options=spec.options)
+        if spec.precision == "int8" and art.ok and art.facts.get("int8_variant") != choice:
+            art.facts["int8_variant"] = choice  # reused for other targets that need the same variant: say so
+            self.manifest.put(art)
+            self.manifest.save()
 
     # ---- one export: reuse, build, write, inspect, check ------------------------------------------
     def _step(self, fmt, precision, options, stage, parent_id, parent_key, build, batch=None,

@@ -161,7 +161,7 @@ def _parity(p):
         return "-"
     if p.get("verdict") == "failed":
         return "failed"
-    return f"{p['lsb']:.2g} LSB" if p.get("lsb") is not None else f"{p['max_abs_diff']:.2g}"
+    return f"{p['lsb']:.0f} LSB" if p.get("lsb") is not None else f"{p['max_abs_diff']:.2g}"
 
 
 def _agreement(acc):

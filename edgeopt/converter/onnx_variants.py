@@ -3,7 +3,7 @@
 - `s8`: full-range int8 weights (onnxruntime's default). The most precise; saturates on x86 without
   VNNI, where onnxruntime adds pairs of u8 x s8 products in int16 (see bench/kernels.py).
 - `reduce_range`: 7-bit weights. Safe on every CPU, in both QDQ and QOperator layouts.
-- `u8u8`: uint8 weights and activations, whose x86 kernels widen to 16 bits first. QDQ only:
+- `u8u8`: uint8 weights and activations; onnxruntime's u8u8 kernels do not saturate (measured). QDQ only:
   onnxruntime's QOperator quantizer writes int8 weights for QLinearConv even when asked for uint8.
 - `auto` (the default): `s8` when every named target adds int8 products in int32 (VNNI x86, ARM);
   otherwise, and when no target is named, the portable variant of the layout (PORTABLE).
