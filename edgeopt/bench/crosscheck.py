@@ -48,9 +48,10 @@ def check_parity(report, work, data, made_for=None):
             report.parity[artifact] = diagnosis.to_dict()
         for r in rows:
             _fill_row(r, diagnosis)
-            warning = cpu_warning(r, weights, machines.get(r.target), made_for.get(artifact))
-            if warning and r.parity and r.parity.get("reason"):
-                r.parity["reason"] += f" ({warning})"  # one warning per row: the deviation, with its fix
+            deviates = bool(r.parity and r.parity.get("reason"))
+            warning = cpu_warning(r, weights, machines.get(r.target), made_for.get(artifact), with_cause=not deviates)
+            if warning and deviates:
+                r.parity["reason"] += f" ({warning})"  # one warning per row: the deviation and its cause, the fix
             elif warning:
                 r.warnings.append(warning)
 
@@ -117,7 +118,7 @@ def _fill_row(row, diagnosis):
             row.parity["verdict"] = "inconclusive"
 
 
-def cpu_warning(row, weights, machine, made_for) -> str | None:
+def cpu_warning(row, weights, machine, made_for, with_cause=True) -> str | None:
     """A file on a CPU whose int8 kernels are known to misbehave with it: say so, and how to convert for it."""
     if not weights or not weights.get("weight_type") or not row.ok:
         return None
@@ -126,9 +127,11 @@ def cpu_warning(row, weights, machine, made_for) -> str | None:
     if risk["safe"] is not False:
         return None
     made = f"made for {', '.join(made_for)}" if made_for else "made with full-range s8 weights (for VNNI x86 or ARM)"
-    return (f"{made}, not for this CPU ({kernels.describe_cpu(cpu)}), where {risk['why']}: convert it for this "
-            f"CPU with `edgeopt convert ... --target {_target_name(row.target)}` (or the export option "
-            "int8_variant: reduce_range)")
+    fix = (f"convert it for this CPU with `edgeopt convert ... --target {_target_name(row.target)}` (or the export "
+           "option int8_variant: reduce_range)")
+    if not with_cause:
+        return f"{made}: {fix}"
+    return f"{made}, not for this CPU ({kernels.describe_cpu(cpu)}), where {risk['why']}: {fix}"
 
 
 def _target_name(target) -> str:
