@@ -239,8 +239,8 @@ def sentence(d: Diagnosis) -> str:
     if ok:
         limit = f"{parity.MAX_LSB:g} LSB" if d.precision.startswith("int8") else "the float tolerance"
         rounding = any(f.lsb is not None and f.lsb > parity.MAX_LSB for f in ok)
-        lead = "Safe on" if parts else f"{d.artifact}: at parity with {d.judge} (within {limit}" + \
-            (", or rounding" if rounding else "") + ") on"
+        lead = "Safe on" if parts else f"{d.artifact}: at parity (within {limit}" + \
+            (", or rounding" if rounding else "") + f") with {d.judge} on"
         parts.append(f"{lead} {_grouped(ok)}.")
     failed = [f.target for f in d.findings if f.verdict == "failed"]
     if failed:
