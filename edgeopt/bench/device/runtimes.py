@@ -41,8 +41,8 @@ def import_runtime(fmt):
         import onnxruntime  # noqa: F401
 
 
-def open_model(path, threads=None, xnnpack=True, reference=False):
-    """Load `path` with the runtime its format needs. `threads=None` lets the runtime choose.
+def open_model(path, threads=None, xnnpack=True, fmt=None, reference=False):
+    """Load `path` with the runtime its format needs (`fmt`, else read from the file). `threads=None`: the runtime's choice.
 
     `reference=True`: the runtime's reference execution, for parity: LiteRT's reference kernels
     (op resolver BUILTIN_REF), onnxruntime with graph optimizations off (a QDQ file then runs as
@@ -52,7 +52,7 @@ def open_model(path, threads=None, xnnpack=True, reference=False):
         raise ValueError(f"thread count must be at least 1, got {threads}")
     if not os.path.exists(path):
         raise ModelOpenError(f"model file {str(path)!r} does not exist")
-    fmt = detect_format(path)
+    fmt = fmt or detect_format(path)
     return (LiteRTModel if fmt == "tflite" else OrtModel)(str(path), threads, xnnpack, reference)
 
 
