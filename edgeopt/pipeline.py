@@ -303,8 +303,7 @@ class _Run:
                          name_options=spec.options)
         if spec.precision == "int8" and art.ok and art.facts.get("int8_variant") != choice:
             art.facts["int8_variant"] = choice  # reused for other targets that need the same variant: say so
-            self.manifest.put(art)
-            self.manifest.save()
+            self.manifest = self.folder.publish(self.manifest, [(art, None)])
 
     # ---- one export: reuse, build, write, inspect, check ------------------------------------------
     def _step(self, fmt, precision, options, stage, parent_id, parent_key, build, batch=None,

@@ -42,6 +42,13 @@ def test_local_is_this_machines_cpu_read_at_conversion_time():
 def test_an_explicit_variant_is_kept_and_its_risk_recorded():
     choice = choose({"quant_format": "qdq", "int8_variant": "s8"}, ["x86-64-avx2", "aarch64"])
     assert choice["variant"] == "s8" and choice["why"] == "asked for s8; at risk on x86-64-avx2"
+    assert choice["made_for"] == ["x86-64-avx2", "aarch64"]
+
+
+@pytest.mark.parametrize("variant,made_for", [
+    ("s8", ["VNNI x86", "ARM"]), ("reduce_range", ["any CPU"]), ("u8u8", ["any CPU"])])
+def test_an_explicit_variant_without_targets_is_made_for_the_cpus_it_is_safe_on(variant, made_for):
+    assert choose({"quant_format": "qdq", "int8_variant": variant}, [])["made_for"] == made_for
 
 
 @pytest.mark.parametrize("recipe,message", [
@@ -77,6 +84,7 @@ def test_each_variant_is_in_the_file_and_the_manifest_says_why(converted, artifa
 @pytest.mark.parametrize("artifact,machine,made_for,warned", [
     ("digits_cnn.pruned50.int8.s8.onnx", AVX2, ["aarch64"], r"^made for aarch64, not for this CPU \(x86 with AVX2"),
     ("digits_cnn.pruned50.int8.s8.onnx", AVX2, None, r"^made with full-range s8 weights .*--target x86-64-avx2"),
+    ("digits_cnn.pruned50.int8.s8.onnx", AVX2, ["VNNI x86", "ARM"], r"^made for VNNI x86, ARM, not for this CPU"),
     ("digits_cnn.pruned50.int8.s8.onnx", VNNI, None, None),
     ("digits_cnn.pruned50.int8.s8.onnx", ARM, ["aarch64"], None),
     ("digits_cnn.pruned50.int8.reduce-range.onnx", AVX2, None, None),

@@ -150,3 +150,19 @@ def test_this_machine_alone_judges_int8_files_against_the_reference_kernels(conv
     row = next(r for r in report.rows if r.artifact == S8_QDQ)
     assert row.parity["verdict"] == "ok" and row.parity["error_vs_float"]["mean"] > 0
     assert np.isfinite(row.parity["error_vs_float"]["max"])
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["target", "check", "x86-64-avx2"],
+     r"the x86-64-avx2 emulator is not set up in .*none: run `edgeopt target setup x86-64-avx2`"),
+    (["target", "setup", "x86-64-avx2", "--cpu", "cortex-a72"],
+     r"--cpu applies to aarch64-emulated only: x86-64-avx2 always emulates a Haswell"),
+])
+def test_x86_target_misuse_is_one_clear_message(argv, message, tmp_path):
+    import os
+
+    env = {**os.environ, "EDGEOPT_X86_CACHE": str(tmp_path / "none")}
+    result = subprocess.run([sys.executable, "-m", "edgeopt.cli", *argv], capture_output=True, text=True,
+                            timeout=120, env=env)
+    assert result.returncode == 2 and re.search(message, result.stderr), result.stderr
+    assert "Traceback" not in result.stderr

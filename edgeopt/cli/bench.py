@@ -17,7 +17,8 @@ def add(sub):
     p = sub.add_parser("bench", help="measure latency, memory and accuracy of converted models")
     p.add_argument("models", nargs="+", help="a converter output folder, or .tflite/.onnx files")
     p.add_argument("--target", action="append", dest="targets", metavar="TARGET",
-                   help="where to run: local (default), aarch64-emulated, ssh://user@host[:port]; repeatable")
+                   help="where to run: local (default), aarch64-emulated, x86-64-avx2, ssh://user@host[:port]; "
+                   "repeatable")
     p.add_argument("--threads", help="comma-separated thread counts (default: 1 and all cores)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default: %(default)s)")
     p.add_argument("--min-runs", type=int, help="timed runs per measurement, at least (default 50)")

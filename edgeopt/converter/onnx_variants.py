@@ -26,6 +26,7 @@ SAFE_ON = {
 # Chosen on the accuracy each costs where s8 is safe, measured on VNNI x86, emulated AVX2 and emulated
 # aarch64: benchmarks/results/onnx_int8_variants.md (benchmarks/onnx_int8_variants.py).
 PORTABLE = {"qdq": "u8u8", "qoperator": "reduce_range"}
+CLASS_LABELS = {kernels.X86_VNNI: "VNNI x86", kernels.X86_AVX2: "AVX2 x86", kernels.ARM: "ARM"}
 COST = "benchmarks/results/onnx_int8_variants.md"
 
 
@@ -64,6 +65,7 @@ def choose(options: dict, targets=()) -> dict:
     if asked != "auto":
         unsafe = [t for t, c in classes.items() if c not in SAFE_ON[asked]]
         why = f"asked for {asked}" + (f"; at risk on {', '.join(unsafe)}" if unsafe else "")
+        made_for = list(targets) or _safe_on(asked)  # no target named: the CPUs that variant is safe on
         return {"asked": asked, "variant": asked, "made_for": made_for, "cpus": classes, "why": why}
     portable = PORTABLE[layout]
     if not classes:
@@ -82,3 +84,8 @@ def choose(options: dict, targets=()) -> dict:
         why = "every target adds int8 products in int32 (" + ", ".join(f"{t}: {c}" for t, c in classes.items()) + \
               "): full-range s8 weights, the most precise"
     return {"asked": asked, "variant": variant, "made_for": made_for, "cpus": classes, "why": why}
+
+
+def _safe_on(variant) -> list[str]:
+    safe = SAFE_ON[variant]
+    return ["any CPU"] if safe >= set(CLASS_LABELS) else [label for c, label in CLASS_LABELS.items() if c in safe]
