@@ -106,3 +106,19 @@ def test_convert_target_flags_become_the_recipes_targets():
 
     args = build_parser().parse_args(["convert", "m.h5", "--target", "x86-64-avx2", "--target", "aarch64"])
     assert _apply_flags({}, args)["targets"] == ["x86-64-avx2", "aarch64"]
+
+
+def test_a_reused_file_records_the_targets_it_now_serves(model_h5, tmp_path):
+    """Same variant for other targets: the file is reused, its record (published through the journal) says so."""
+    import edgeopt
+    from edgeopt.manifest import Manifest
+
+    recipe = {"exports": [{"format": "onnx", "precision": "int8"}]}
+    for targets in (["aarch64"], ["x86-64-vnni"]):
+        logged = []
+        edgeopt.convert(str(model_h5), {**recipe, "targets": targets}, calibration="digits", evaluation="digits",
+                        out=tmp_path, progress=False, log=logged.append)
+    assert "reusing digits_cnn.int8.onnx" in logged
+    (record,) = [a for a in Manifest.load(tmp_path).artifacts if a.precision == "int8"]
+    assert record.facts["int8_variant"]["made_for"] == ["x86-64-vnni"] and record.options["int8_variant"] == "s8"
+    assert edgeopt.verify(tmp_path).ok
