@@ -7,7 +7,7 @@ float Keras model per target, and parity against onnxruntime's unfused execution
 this machine alone times each file (emulated latency means nothing). Results: results/onnx_int8_variants.json
 and .md, with the CPU flags of every target.
 
-    .venv/bin/python benchmarks/onnx_int8_variants.py                 # every model (~15 min on 2 cores)
+    .venv/bin/python benchmarks/onnx_int8_variants.py                 # every model (~40 min on 2 shared cores)
     .venv/bin/python benchmarks/onnx_int8_variants.py --models digits_cnn --quick
 """
 

@@ -109,8 +109,8 @@ def test_bench_names_the_avx2_kernels_as_the_deviation(three_targets):
     # A parity warning, not a failure: exit 4, and 1 under --strict.
     assert result.returncode == 4, result.stdout[-3000:] + result.stderr[-2000:]
     assert exit_code(report) == 4 and exit_code(report, strict=True) == 1
-    assert ("(made for VNNI x86, ARM: convert it for this CPU with `edgeopt convert ... --target x86-64-avx2`"
-            in result.stdout)
+    assert ("(made with full-range s8 weights (for VNNI x86 or ARM): convert it for this CPU with "
+            "`edgeopt convert ... --target x86-64-avx2`") in result.stdout
 
 
 @pytest.mark.arm64
