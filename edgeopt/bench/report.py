@@ -46,6 +46,7 @@ class Row:
     memory_mb: dict | None = None  # peak, load_delta, run_delta (median over rounds)
     accuracy: dict | None = None  # metric, value, delta_points vs baseline, agreement figures
     parity: dict | None = None  # outputs on this target vs the same artifact on the local CPU
+    profile: dict | None = None  # per-operator times from the runtime's profiler (bench/device/op_profile.py)
 
     @property
     def ok(self):
