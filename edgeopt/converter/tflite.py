@@ -42,21 +42,7 @@ def convert(serving, precision: str, options: dict, calibration=None) -> bytes:
 
 def configure_and_convert(converter, precision, options, calibration, batch) -> bytes:
     """Set `converter` up for `precision`, convert, and refuse an int8 model that left ops in float."""
-    import tensorflow as tf
-
-    if precision == "fp16":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.target_spec.supported_types = [tf.float16]
-    elif precision == "int8-dynamic":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    elif precision == "int8":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = _representative(calibration, batch)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        io = options.get("io_type", "int8")
-        if io != "float32":
-            converter.inference_input_type = getattr(tf, _IO_TYPES[io])
-            converter.inference_output_type = getattr(tf, _IO_TYPES[io])
+    configure(converter, precision, options, calibration, batch)
     try:
         data = converter.convert()
     except Exception as e:  # ConverterError and friends
@@ -72,6 +58,26 @@ def configure_and_convert(converter, precision, options, calibration, batch) -> 
                 data,
             )
     return data
+
+
+def configure(converter, precision, options, calibration, batch):
+    """Set a TFLiteConverter's optimizations, calibration and I/O types for `precision` (no conversion)."""
+    import tensorflow as tf
+
+    if precision == "fp16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif precision == "int8-dynamic":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif precision == "int8":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = _representative(calibration, batch)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        io = options.get("io_type", "int8")
+        if io != "float32":
+            converter.inference_input_type = getattr(tf, _IO_TYPES[io])
+            converter.inference_output_type = getattr(tf, _IO_TYPES[io])
+    return converter
 
 
 class PartialQuantization(ConversionError):
