@@ -43,5 +43,12 @@ def benchmark(*args, **kwargs):
     return _benchmark(*args, **kwargs)
 
 
+def explain(*args, **kwargs):
+    """Why each quantized file lost accuracy or speed; see edgeopt.explain.run.explain for the arguments."""
+    from .explain.run import explain as _explain
+
+    return _explain(*args, **kwargs)
+
+
 from .bench.report import Report, Row  # noqa: E402,F401
 from .recipe import Recipe, load_recipe  # noqa: E402,F401

@@ -16,7 +16,7 @@ from ..table import human_bytes, pct, render
 
 SCHEMA = "edgeopt.bench.report"
 SCHEMA_VERSION = 1
-REPORT_JSON, REPORT_MD = "report.json", "report.md"
+REPORT_JSON, REPORT_MD, REPORT_HTML = "report.json", "report.md", "report.html"
 
 
 @dataclass
@@ -99,9 +99,12 @@ class Report:
                 and all(t.get("status") != "failed" for t in self.targets))
 
     def save(self, folder) -> dict:
+        from ..html import report_page
+
         folder = Path(folder)
-        self.files.update({"json": REPORT_JSON, "markdown": REPORT_MD})
+        self.files.update({"json": REPORT_JSON, "markdown": REPORT_MD, "html": REPORT_HTML})
         write_text_atomic(folder / REPORT_MD, markdown(self))
+        write_text_atomic(folder / REPORT_HTML, report_page(self, folder))  # plots inline: one file to share
         write_json_atomic(folder / REPORT_JSON, self.to_dict())
         return {k: folder / v for k, v in self.files.items()}
 

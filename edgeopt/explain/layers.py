@@ -97,7 +97,9 @@ def _record(layer, ref_tap, tap, a) -> dict:
     record = {
         "layer": layer,
         "op": tap.op,
+        "float_op": ref_tap.op,
         "tensor": tap.tensor,
+        "node": tap.extra.get("node"),  # the graph's own node: op index (TFLite) or node name (ONNX)
         "float_tensor": ref_tap.tensor,
         "snr_db": _db(rel_noise),
         "relative_noise": rel_noise,
@@ -126,23 +128,34 @@ def _db(rel_noise):
     return -10.0 * math.log10(rel_noise) if math.isfinite(rel_noise) else -math.inf
 
 
-def attribute(records: list, threshold_db=DEFAULT_SNR_THRESHOLD_DB) -> dict:
-    """First divergent layer, worst layers, and the share of the final error each layer added."""
-    carried, added = 0.0, []
+def attribute(records: list, threshold_db=DEFAULT_SNR_THRESHOLD_DB, quantized=None, failed=False) -> dict:
+    """First divergent layer, worst layers, and the share of the final error each layer added.
+
+    `quantized`: the layers that quantize something (int8 weights or an int8 output). A layer that
+    quantizes nothing (a softmax in a dynamic-range file) only carries or amplifies the error it
+    was given, so it is credited none. The first divergent layer is the first below `threshold_db`;
+    for a file that `failed` its check with no layer that low, the first whose SNR is already within
+    3 dB of the output's (where most of the final error had arrived), and the rule says so.
+    """
+    carried = 0.0
     for r in records:
         noise = r["relative_noise"] if math.isfinite(r["relative_noise"]) else 1.0
-        gain = max(0.0, noise - carried)
-        added.append(gain)
+        r["error_added"] = max(0.0, noise - carried) if quantized is None or r["layer"] in quantized else 0.0
         carried = noise
-    total = sum(added)
-    for r, gain in zip(records, added):
-        r["error_added"] = gain
-        r["error_share"] = gain / total if total > 0 else 0.0
+    total = sum(r["error_added"] for r in records)
+    for r in records:
+        r["error_share"] = r["error_added"] / total if total > 0 else 0.0
     first = next((r["layer"] for r in records if r["snr_db"] < threshold_db), None)
+    rule = f"first layer below {threshold_db:.0f} dB"
+    final = records[-1]["snr_db"] if records else None
+    if first is None and failed and final is not None and math.isfinite(final):
+        first = next((r["layer"] for r in records if r["snr_db"] <= final + 3.0), None)
+        rule = f"no layer below {threshold_db:.0f} dB: first layer within 3 dB of the output's {final:.1f} dB"
     worst = sorted((r for r in records if r["error_share"] > 0), key=lambda r: -r["error_share"])
     return {
         "threshold_db": threshold_db,
         "first_divergent_layer": first,
+        "divergence_rule": rule if first else None,
         "worst_layers": [r["layer"] for r in worst[:5]],
-        "final_snr_db": records[-1]["snr_db"] if records else None,
+        "final_snr_db": final,
     }

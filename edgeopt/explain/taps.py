@@ -77,7 +77,7 @@ class TfliteTaps:
             quant = {"scale": float(scale), "zero_point": int(zero), "dtype": np.dtype(t["dtype"]).name} \
                 if scale and np.dtype(t["dtype"]).kind in "iu" else None
             taps.pop(layer, None)  # re-insert: the dict's order is the order layers finish in
-            taps[layer] = Tap(layer, name, op["op_name"], quant, -1, {"index": index})
+            taps[layer] = Tap(layer, name, op["op_name"], quant, -1, {"index": index, "node": str(op["index"])})
         return taps
 
     def run(self, xs: list) -> dict:
@@ -177,7 +177,7 @@ class OnnxTaps:
             layer = outputs.get(name) or layer_of(name_for_layer, keras3)
             taps.pop(layer, None)
             taps[layer] = Tap(layer, name, node.op_type, quantized.get(name), 1,
-                              {"range_of": self.dequantized.get(name)})
+                              {"range_of": self.dequantized.get(name), "node": node.name})
         return taps
 
     def run(self, xs: list) -> dict:

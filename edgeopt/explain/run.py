@@ -1,0 +1,172 @@
+"""explain(): why each quantized file lost accuracy or speed, from the converter's and the benchmark's records.
+
+Reads the manifest (checks, lineage), the benchmark report (measured latency and per-operator
+profiles; benchmarked here, with profiles, when the folder has no such report), and the files
+themselves (per-layer error). Writes everything under OUT/explain/.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ..errors import EdgeoptError
+from ..fileio import check_writable_dir
+from . import accuracy, speed
+from .context import Context
+from .layers import DEFAULT_SNR_THRESHOLD_DB
+from .ops import cpu_features
+from .report import Explanation, console
+from .verdict import accuracy_verdict, write_node_data
+
+EXPLAIN_DIR = "explain"
+
+
+def explain(source, *, files=None, evaluation=None, calibration=None, report=None, targets=("local",),
+            threads=(1,), fallback=True, snr_threshold_db=DEFAULT_SNR_THRESHOLD_DB, samples=128, rounds=3,
+            out=None, trust_model_code=False, html=True, log=print) -> Explanation:
+    """Explain every quantized file of a converter output folder; write explain.json/.md/.html and plots.
+
+    Args:
+        source: a converter output folder (or its manifest.json).
+        files: artifact ids to explain (default: every quantized .tflite/.onnx file).
+        evaluation: .npz with x (and y) to measure per-layer error on (default: the converter's).
+        calibration: the calibration data, when the converter's cannot be loaded again (fallbacks need it).
+        report: a benchmark report.json with per-operator profiles (default: the folder's, else one is
+            measured here on `targets` at `threads`).
+        fallback: make and measure float fallbacks for the files that failed their check.
+        snr_threshold_db: a layer whose output SNR falls below this is where the file diverged.
+        out: folder for the results (default: SOURCE/explain).
+
+    Example:
+        >>> ex = edgeopt.explain("edgeopt-demo")  # doctest: +SKIP
+        >>> print("\\n".join(ex.verdicts))  # doctest: +SKIP
+
+    Gotchas: per-layer error runs both files with LiteRT's built-in kernels / onnxruntime without graph
+    optimisations, so every tensor is readable; the files' own check figures come from the converter.
+    """
+    from ..bench.inputs import load_evaluation
+    from ..manifest import Manifest
+
+    manifest = Manifest.load(source)
+    root = manifest.root
+    chosen = _choose(manifest, files)
+    out = check_writable_dir(Path(out) if out else root / EXPLAIN_DIR)
+    data = load_evaluation(evaluation, manifest, [], samples)
+    if data.x is None or data.reference is None:
+        raise EdgeoptError(f"{root} has no evaluation.npz with reference outputs: run `edgeopt convert` into it, "
+                           "or pass evaluation=... with x and reference outputs")
+    ctx = Context(manifest, root, out, data, snr_threshold_db, samples, list(targets), rounds=rounds,
+                  calibration_source=calibration, trust_model_code=trust_model_code, log=log)
+    ex = Explanation(source=str(root), created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                     settings={"snr_threshold_db": snr_threshold_db, "samples": min(samples, len(data.x[0])),
+                               "evaluation": data.source, "fallback": fallback})
+    bench = _bench_report(ctx, report, threads, log)
+    ex.settings["bench_report"] = bench.get("where")
+    ex.machines = _machines(bench.get("report"))
+    sections = accuracy.explain_files(ctx, chosen, make_fallbacks=fallback)
+    timing = speed.explain_rows(bench["report"], {a.id for a in chosen}) if bench.get("report") else {}
+    for art in chosen:
+        ex.files.append(_file(ctx, art, sections.get(art.id), timing.get(art.id), bench.get("report")))
+    ex.pruning = _pruning(manifest)
+    _write(ex, out, html)
+    log(console(ex))
+    return ex
+
+
+def _choose(manifest, ids):
+    quantized = [a for a in manifest.artifacts if a.format in ("tflite", "onnx") and a.precision != "fp32"
+                 and a.path and (manifest.root / a.path).exists()]
+    if ids is None:
+        return quantized
+    unknown = [i for i in ids if i not in {a.id for a in quantized}]
+    if unknown:
+        raise EdgeoptError(f"no quantized file {', '.join(map(repr, unknown))} in {manifest.root}; "
+                           f"these can be explained: {', '.join(a.id for a in quantized) or 'none'}")
+    return [a for a in quantized if a.id in ids]
+
+
+def _bench_report(ctx, report, threads, log) -> dict:
+    """The report with profiles to read: the one given, the folder's own, else one measured now."""
+    from ..bench.harness import benchmark
+    from ..bench.report import REPORT_JSON, Report
+
+    path = Path(report) if report else ctx.root / REPORT_JSON
+    if path.exists():
+        found = Report.load(path)
+        if any(r.profile and not r.profile.get("error") for r in found.rows):
+            return {"report": found, "where": f"measured by `edgeopt bench` ({path})"}
+        log(f"explain: {path} has no per-operator profiles (benchmarked before profiling existed); measuring")
+    log(f"explain: benchmarking with per-operator profiles on {', '.join(ctx.targets)} "
+        f"({', '.join(map(str, threads))} thread(s))")
+    measured = benchmark(ctx.manifest, targets=ctx.targets, threads=list(threads), rounds=ctx.rounds,
+                         out=ctx.out / "bench", progress=False, log=lambda *_: None, profile=True)
+    return {"report": measured, "where": f"measured by explain ({ctx.out / 'bench' / REPORT_JSON})"}
+
+
+def _machines(report) -> list:
+    found = []
+    for t in (report.targets if report else []):
+        cpu = (t.get("machine") or {}).get("cpu", {})
+        found.append({"name": t["name"], "emulated": t.get("emulated"), "cpu_model": cpu.get("model"),
+                      "arch": cpu.get("arch"), "features": cpu_features(t.get("machine"))})
+    return found
+
+
+def _file(ctx, art, acc, timing, report) -> dict:
+    entry = {"id": art.id, "format": art.format, "precision": art.precision, "status": art.status,
+             "path": str(ctx.path(art)), "parent": getattr(ctx.parent(art), "id", None), "samples": len(ctx.data.x[0]),
+             "accuracy": acc, "speed": timing or [], "parity": _parity(art, report), "verdicts": []}
+    if acc and ((acc.get("check") or {}).get("passed") is False or acc.get("error")):
+        entry["verdicts"].append(accuracy_verdict(art.id, acc))
+    entry["verdicts"] += [s["verdict"] for s in timing or [] if s.get("verdict")]
+    entry["accuracy_summary"] = accuracy_verdict(art.id, acc) if acc else None
+    profile = _profile_for_node_data(report, art.id)
+    entry["node_data"] = write_node_data(ctx.out, art, ctx.path(art), acc, profile)
+    return entry
+
+
+def _profile_for_node_data(report, art_id):
+    if not report:
+        return None
+    row = next((r for r in report.rows if r.artifact == art_id and r.threads == 1 and r.profile
+                and not r.emulated), None)
+    return row.profile if row else None
+
+
+def _parity(art, report):
+    """Where the parity diagnosis of int8 outputs that differ across targets goes (issue 16 wires it).
+
+    Today: the benchmark's own parity figures for this file on each non-local target, when they failed.
+    """
+    if not report:
+        return None
+    flagged = [{"target": r.target, "threads": r.threads, **(r.parity or {})} for r in report.rows
+               if r.artifact == art.id and r.parity and r.parity.get("verdict") != "ok"]
+    return {"flagged": flagged, "diagnosis": None} if flagged else None
+
+
+def _pruning(manifest):
+    pruned = next((a for a in manifest.artifacts if a.stage == "prune" and a.sparsity), None)
+    if pruned is None:
+        return None
+    fp32 = next((a for a in manifest.artifacts if a.parent == pruned.id and a.precision == "fp32"
+                 and a.format == "tflite" and a.ok), None)
+    sparsity = pruned.sparsity.get("model")
+    figures = {"artifact": pruned.id, "sparsity": sparsity}
+    text = f"{pruned.id}: {sparsity:.0%} of its weights are zero (measured)"
+    if fp32 and fp32.size_bytes and fp32.gzip_bytes:
+        figures.update(size_bytes=fp32.size_bytes, gzip_bytes=fp32.gzip_bytes)
+        text += (f"; its fp32 .tflite is {fp32.size_bytes / 1024:.1f} KB on disk and {fp32.gzip_bytes / 1024:.1f} KB "
+                 f"gzipped ({fp32.gzip_bytes / fp32.size_bytes:.2f}x): zeros shrink a file only under compression")
+    text += ("; LiteRT's and onnxruntime's dense kernels multiply the zeros too, so every inference does the same "
+             "multiply-accumulates as before pruning and the latency of the pruned files is that of a dense model "
+             "of the same shape")
+    return {**figures, "verdict": text + "."}
+
+
+def _write(ex, out, html):
+    from .plots import plot_all
+
+    ex.written.update(plot_all(ex, out))
+    ex.save(out, html=html)
