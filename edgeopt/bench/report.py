@@ -106,6 +106,7 @@ class Report:
         write_text_atomic(folder / REPORT_MD, markdown(self))
         write_text_atomic(folder / REPORT_HTML, report_page(self, folder))  # plots inline: one file to share
         write_json_atomic(folder / REPORT_JSON, self.to_dict())
+        self.saved_to = folder  # not a field: where this report lives, for explain to read it back
         return {k: folder / v for k, v in self.files.items()}
 
 

@@ -9,9 +9,9 @@ import argparse
 import sys
 
 from ..errors import EdgeoptError
-from . import bench, convert, demo, formats, survey, target
+from . import bench, convert, demo, explain, formats, survey, target
 
-COMMANDS = [convert, bench, formats, demo, survey, target]
+COMMANDS = [convert, bench, explain, formats, demo, survey, target]
 
 
 def main(argv=None) -> int:

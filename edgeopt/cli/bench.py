@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 REGRESSION_EXIT = 3
@@ -28,6 +29,8 @@ def add(sub):
     p.add_argument("--accuracy-tolerance", type=float, default=1.0,
                    help="with --compare: accuracy points an artifact may lose (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--explain", action=argparse.BooleanOptionalAction, default=None,
+                   help="explain every quantized file (--no-explain: none); default: those slower than fp32")
     p.set_defaults(func=_bench)
 
 
@@ -48,6 +51,9 @@ def _bench(args):
                        rounds=args.rounds, timing=timing, evaluation=args.evaluation, samples=args.samples,
                        baseline=args.baseline, metric=args.metric, out=args.out, progress=not args.quiet)
     print(console(report))
+    from ..explain.hooks import after_bench
+
+    after_bench(report, _manifest_of(args.models), args.explain)
     code = 0 if report.ok else 1
     if old is not None:
         found = find_regressions(old, report, limit or float("inf"), args.accuracy_tolerance)
@@ -58,6 +64,17 @@ def _bench(args):
         if not found:
             print(f"no regression against {args.compare}")
     return code
+
+
+def _manifest_of(models):
+    from pathlib import Path
+
+    from ..manifest import MANIFEST_NAME, Manifest
+
+    folder = Path(models[0]) if len(models) == 1 else None
+    if folder is not None and folder.name == MANIFEST_NAME:
+        folder = folder.parent
+    return Manifest.load(folder) if folder is not None and (folder / MANIFEST_NAME).exists() else None
 
 
 def _threads(text):

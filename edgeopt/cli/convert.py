@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 
@@ -26,6 +27,8 @@ def add(sub):
                    help="load Lambda layers and custom classes: this runs code stored in the model file")
     p.add_argument("--no-reuse", action="store_true", help="redo every step even if an earlier run matches")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--explain", action=argparse.BooleanOptionalAction, default=None,
+                   help="explain every quantized file (--no-explain: none); default: only those that fail their check")
     p.set_defaults(func=_convert)
 
 
@@ -40,6 +43,9 @@ def _convert(args):
                        train=args.train, out=args.out, reuse=not args.no_reuse, progress=not args.quiet,
                        trust_model_code=args.trust_model_code)
     print(conversion_table(manifest))
+    from ..explain.hooks import after_convert
+
+    after_convert(manifest, args.explain)
     return 0 if all(a.status != "failed" for a in manifest.artifacts) else 1
 
 

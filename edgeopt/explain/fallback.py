@@ -20,23 +20,31 @@ _DATA_MOVEMENT = {"MAX_POOL_2D", "MaxPool", "NhwcMaxPool"}  # share their input'
 
 
 def candidate_sets(records: list, first_divergent=None) -> list:
-    """[[layer], [layer, ...]]: the worst layer alone, then the first divergent layer with the worst
-    layers until they added half the error (at most three)."""
+    """Up to three sets of layers to keep float, smallest first.
+
+    The worst layer alone; the worst with the layer after it (so the tensor between them, whose one
+    int8 scale may be the problem, stays float too); the first divergent layer with the worst layers
+    until they added half the error (at most three).
+    """
     ranked = [r for r in sorted(records, key=lambda r: -r.get("error_share", 0.0))
               if r.get("error_share", 0.0) > 0 and _can_stay_float(r)]
     if not ranked:
         return []
-    sets = [[ranked[0]["layer"]]]
+    worst = ranked[0]["layer"]
+    sets = [[worst]]
+    order = [r["layer"] for r in records]
+    after = next((r["layer"] for r in records[order.index(worst) + 1:] if _can_stay_float(r)), None)
+    if after:
+        sets.append([worst, after])
     first = next((r for r in records if r["layer"] == first_divergent and _can_stay_float(r)), None)
     chosen, share = ([first["layer"]], first.get("error_share", 0.0)) if first else ([], 0.0)
     for r in ranked[:MAX_LAYERS]:
         if share >= 0.5 or len(chosen) >= MAX_LAYERS:
             break
-        if r["layer"] in chosen:
-            continue
-        chosen.append(r["layer"])
-        share += r["error_share"]
-    if sorted(chosen) != sorted(sets[0]):
+        if r["layer"] not in chosen:
+            chosen.append(r["layer"])
+            share += r["error_share"]
+    if all(sorted(chosen) != sorted(s) for s in sets):
         sets.append(chosen)
     return sets
 

@@ -6,7 +6,9 @@ keep running sums, never the activations themselves, so a 224x224 network fits i
 - SNR (dB) = 10 log10(sum f^2 / sum (f - q)^2), f the float file's output, q the quantized file's;
   the same signal-to-quantization-noise ratio as onnxruntime's qdq_loss_debug
   (`compute_signal_to_quantization_noice_ratio`), accumulated over batches instead of over lists
-  held in memory;
+  held in memory; and the same per channel, whose median says what the whole-tensor figure hides
+  when one loud channel dominates the energy (the next layer may weight the quiet ones most). A
+  layer's `snr_db` is the lower of the two;
 - the error each layer adds: its relative noise (1 / SNR, linear) minus that of the layer before it
   in execution order (its input, in a chain), so the shares say where the error entered rather
   than where it was carried;
@@ -36,6 +38,7 @@ class _Accumulator:
         self.float_absmax = 0.0
         self.channel_absmax = None
         self.clipped = 0
+        self.channel_signal = self.channel_noise = None
         self.sample = np.empty(0, np.float32)
         self.rng = np.random.default_rng(seed)
 
@@ -50,8 +53,12 @@ class _Accumulator:
         if f.ndim >= 2:
             axes = tuple(i for i in range(f.ndim) if i != channel_axis % f.ndim)
             per_channel = absf.max(axis=axes)
-            self.channel_absmax = per_channel if self.channel_absmax is None else np.maximum(self.channel_absmax,
-                                                                                             per_channel)
+            signal, noise = np.sum(f64 * f64, axis=axes), np.sum(diff * diff, axis=axes)
+            if self.channel_absmax is None:
+                self.channel_absmax, self.channel_signal, self.channel_noise = per_channel, signal, noise
+            else:
+                self.channel_absmax = np.maximum(self.channel_absmax, per_channel)
+                self.channel_signal, self.channel_noise = self.channel_signal + signal, self.channel_noise + noise
         if quant:
             lo, hi = quantized_range(quant)
             self.clipped += int(np.sum((f < lo) | (f > hi)))
@@ -92,10 +99,14 @@ def compare_layers(float_path, quant_path, inputs: list, keras3=False, output_la
 
 
 def _record(layer, ref_tap, tap, a) -> dict:
-    rel_noise = a.noise / a.signal if a.signal > 0 else (0.0 if a.noise == 0 else math.inf)
+    tensor_noise = a.noise / a.signal if a.signal > 0 else (0.0 if a.noise == 0 else math.inf)
+    channel_noise = _median_channel_noise(a)
+    rel_noise = max(tensor_noise, channel_noise if channel_noise is not None else 0.0)
     p999 = float(np.percentile(a.sample, 99.9)) if a.sample.size else 0.0
     record = {
         "layer": layer,
+        "tensor_snr_db": _db(tensor_noise),
+        "channel_snr_db": None if channel_noise is None else _db(channel_noise),
         "op": tap.op,
         "float_op": ref_tap.op,
         "tensor": tap.tensor,
@@ -120,6 +131,16 @@ def _record(layer, ref_tap, tap, a) -> dict:
         record["clipped_fraction"] = a.clipped / a.count
         record["range_over_p999"] = (max(abs(lo), abs(hi)) / p999) if p999 > 0 else None
     return record
+
+
+def _median_channel_noise(a):
+    """Median over the channels that carry signal of noise / signal; None without a channel axis."""
+    if a.channel_signal is None or a.channel_signal.size < 2:
+        return None
+    live = a.channel_signal > 0
+    if not live.any():
+        return None
+    return float(np.median(a.channel_noise[live] / a.channel_signal[live]))
 
 
 def _db(rel_noise):

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from ..errors import EdgeoptError
 from ..fileio import check_writable_dir
-from . import accuracy, speed
+from . import accuracy as explain_accuracy
+from . import speed as explain_speed
 from .context import Context
 from .layers import DEFAULT_SNR_THRESHOLD_DB
 from .ops import cpu_features
@@ -24,7 +25,7 @@ EXPLAIN_DIR = "explain"
 
 def explain(source, *, files=None, evaluation=None, calibration=None, report=None, targets=("local",),
             threads=(1,), fallback=True, snr_threshold_db=DEFAULT_SNR_THRESHOLD_DB, samples=128, rounds=3,
-            out=None, trust_model_code=False, html=True, log=print) -> Explanation:
+            out=None, trust_model_code=False, html=True, accuracy=True, speed=True, log=print) -> Explanation:
     """Explain every quantized file of a converter output folder; write explain.json/.md/.html and plots.
 
     Args:
@@ -37,6 +38,7 @@ def explain(source, *, files=None, evaluation=None, calibration=None, report=Non
         fallback: make and measure float fallbacks for the files that failed their check.
         snr_threshold_db: a layer whose output SNR falls below this is where the file diverged.
         out: folder for the results (default: SOURCE/explain).
+        accuracy / speed: the per-layer error part / the per-operator time part (both by default).
 
     Example:
         >>> ex = edgeopt.explain("edgeopt-demo")  # doctest: +SKIP
@@ -61,11 +63,11 @@ def explain(source, *, files=None, evaluation=None, calibration=None, report=Non
     ex = Explanation(source=str(root), created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                      settings={"snr_threshold_db": snr_threshold_db, "samples": min(samples, len(data.x[0])),
                                "evaluation": data.source, "fallback": fallback})
-    bench = _bench_report(ctx, report, threads, log)
+    bench = _bench_report(ctx, report, threads, log) if speed else {"where": "not asked for"}
     ex.settings["bench_report"] = bench.get("where")
     ex.machines = _machines(bench.get("report"))
-    sections = accuracy.explain_files(ctx, chosen, make_fallbacks=fallback)
-    timing = speed.explain_rows(bench["report"], {a.id for a in chosen}) if bench.get("report") else {}
+    sections = explain_accuracy.explain_files(ctx, chosen, make_fallbacks=fallback) if accuracy else {}
+    timing = explain_speed.explain_rows(bench["report"], {a.id for a in chosen}) if bench.get("report") else {}
     for art in chosen:
         ex.files.append(_file(ctx, art, sections.get(art.id), timing.get(art.id), bench.get("report")))
     ex.pruning = _pruning(manifest)
