@@ -14,6 +14,7 @@ one explain run, not the run.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -55,41 +56,32 @@ def run_isolated(model_path, requests, calibration_x, debug_x, batch=None, trust
         return result
 
 
-def layer_statistics(converter, calibration, debug_x, options, batch, keras3, output_layers=None) -> dict:
-    """{Keras layer: {"isolated_snr_db", "max_abs_error", ...}} from the debugger's NumericVerify ops."""
+def layer_statistics(converter, calibration, debug_x, options, batch) -> dict:
+    """{op output tensor: {"mean_squared_error", "max_abs_error"}} from the debugger's NumericVerify ops.
+
+    Keyed by the first name of the verified op's output tensor without trailing digits (the
+    calibrated model adds some to keep names unique), as explain's taps name the same tensors.
+    """
     import tensorflow as tf
 
-    from ..explain.naming import layer_of
     from .tflite import _representative, configure
-
-    def signal(f, q, scale, zero_point):
-        return float(np.mean(np.square(f, dtype=np.float64)))
-
-    def noise(f, q, scale, zero_point):
-        return float(np.mean(np.square(f - (q.astype(np.float32) - zero_point) * scale, dtype=np.float64)))
 
     configure(converter, "int8", options, calibration, batch)
     debug = _Inputs(debug_x)
     debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=converter, debug_dataset=lambda: _representative(debug, batch)(),
-        debug_options=tf.lite.experimental.QuantizationDebugOptions(
-            layer_direct_compare_metrics={"signal": signal, "noise": noise}))
+        converter=converter, debug_dataset=lambda: _representative(debug, batch)())
     debugger.run()
-    from .selective import tflite_output_layers
-
-    outputs = {name.split(";")[0]: layer for name, layer in
-               tflite_output_layers(debugger.calibrated_model, output_layers).items()}
     stats = {}
     for key, metrics in debugger.layer_statistics.items():
         tensor = key.split("/", 1)[1].rsplit(":", 1)[0]  # 'NumericVerify/<tensor>:<index>'
-        sig, noi = float(metrics["signal"]), float(metrics["noise"])
-        layer = next((v for k, v in outputs.items() if tensor.split(";")[0].startswith(k)), None)
-        stats[layer or layer_of(tensor, keras3)] = {
-            "isolated_snr_db": (10 * np.log10(sig / noi)) if noi > 0 and sig > 0 else None,
-            "max_abs_error": float(metrics["max_abs_error"]),
-            "mean_squared_error": float(metrics["mean_squared_error"]),
-        }
+        stats[tensor_key(tensor)] = {"mean_squared_error": float(metrics["mean_squared_error"]),
+                                     "max_abs_error": float(metrics["max_abs_error"])}
     return stats
+
+
+def tensor_key(name: str) -> str:
+    """'a/b/Relu;a/b/BiasAdd1' -> 'a/b/Relu': how a tensor is matched across the file and the debugger's model."""
+    return re.sub(r"\d+$", "", name.split(";")[0])
 
 
 class _Inputs:
@@ -116,7 +108,7 @@ def _child(job: Path):
     keras3 = loaded.info.get("loader") == "keras3"
     from .keras_io import output_specs
 
-    output_layers = [o["name"] for o in output_specs(loaded.model)]
+    output_layers = [o["name"] for o in output_specs(loaded.model)]  # what selective names the outputs by
     calibration, debug_x = _Inputs(_load(job / "calibration.npz")), _load(job / "debug.npz")
     batch = spec["batch"] or 1
     result = {}
@@ -126,7 +118,7 @@ def _child(job: Path):
             if request.get("stats"):
                 try:
                     found["stats"] = layer_statistics(serving.tflite_converter(), calibration, debug_x,
-                                                      request["options"], batch, keras3, output_layers)
+                                                      request["options"], batch)
                 except Exception as e:  # the statistics are one figure among several: note and go on
                     found["stats_error"] = f"{type(e).__name__}: {str(e)[:300]}"
             for n, layers in enumerate(request.get("keep_float", [])):

@@ -7,6 +7,7 @@ then makes and measures the fallbacks of the files that failed their check.
 
 from __future__ import annotations
 
+import math
 import traceback
 
 from ..errors import EdgeoptError
@@ -99,11 +100,16 @@ def _debugger(ctx, artifacts, found, failed):
 
 
 def _merge_stats(section, stats, error):
+    from ..converter.quant_debug import tensor_key
+
     section["debugger"] = {"tool": "tf.lite.experimental.QuantizationDebugger (layer_statistics)",
-                           "error": error, "layers": stats}
+                           "error": error, "tensors": stats}
     for r in section["layers"]:
-        if stats and r["layer"] in stats:
-            r["isolated_snr_db"] = stats[r["layer"]]["isolated_snr_db"]
+        found = (stats or {}).get(tensor_key(r["tensor"])) or (stats or {}).get(tensor_key(r["float_tensor"]))
+        if found and found["mean_squared_error"] > 0 and r["float_mean_square"] > 0:
+            # The debugger's error of this op alone (its int8 output against the float op run on the same
+            # int8 input), against the power of the float file's output of this layer.
+            r["isolated_snr_db"] = 10 * math.log10(r["float_mean_square"] / found["mean_squared_error"])
 
 
 def _other_fallbacks(ctx, failed, found):

@@ -2,8 +2,9 @@
 
 After `convert`: the quantized files that failed their check get the accuracy part (per-layer
 error, causes, fallbacks). After `bench`: the files slower than their fp32 parent get the speed
-part, from the profiles just measured. `--explain` runs both parts on every quantized file;
-`--no-explain` runs nothing. A failure here is reported and never changes the command's result.
+part, from the profiles just measured. `--explain` runs that command's part on every quantized
+file; `--no-explain` runs nothing. Both write into OUT/explain/ and keep what the other found.
+A failure here is reported and never changes the command's result.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ def after_convert(manifest, mode=None, log=print):
     if mode is None:
         log(f"explain: {len(failed)} file(s) failed their check; finding where the error enters "
             f"(skip with --no-explain; `edgeopt explain {manifest.root}` any time)")
-    return _run(manifest.root, files=None if mode else failed, speed=bool(mode), log=log)
+    return _run(manifest.root, files=None if mode else failed, speed=False, log=log)
 
 
 def after_bench(report, manifest, mode=None, log=print):
@@ -42,7 +43,7 @@ def after_bench(report, manifest, mode=None, log=print):
             f"(skip with --no-explain)")
     saved = getattr(report, "saved_to", None)
     path = saved / report.files["json"] if saved and report.files.get("json") else None
-    return _run(manifest.root, files=None if mode else slower, accuracy=bool(mode), report_path=path, log=log)
+    return _run(manifest.root, files=None if mode else slower, accuracy=False, report_path=path, log=log)
 
 
 def _run(source, files=None, accuracy=True, speed=True, report_path=None, log=print):

@@ -115,6 +115,7 @@ def _record(layer, ref_tap, tap, a) -> dict:
         "snr_db": _db(rel_noise),
         "relative_noise": rel_noise,
         "max_abs_error": a.max_abs_error,
+        "float_mean_square": a.signal / a.count,
         "float_absmax": a.float_absmax,
         "float_p999": p999,
         "quantization": {k: tap.bounds[k] for k in ("scale", "zero_point", "dtype")} if tap.bounds else None,

@@ -50,9 +50,12 @@ def explain(source, *, files=None, evaluation=None, calibration=None, report=Non
     from ..bench.inputs import load_evaluation
     from ..manifest import Manifest
 
+    from ..bench.harness import _check_threads
+
     manifest = Manifest.load(source)
     root = manifest.root
     chosen = _choose(manifest, files)
+    threads = _check_threads(list(threads))
     out = check_writable_dir(Path(out) if out else root / EXPLAIN_DIR)
     data = load_evaluation(evaluation, manifest, [], samples)
     if data.x is None or data.reference is None:
@@ -70,6 +73,9 @@ def explain(source, *, files=None, evaluation=None, calibration=None, report=Non
     timing = explain_speed.explain_rows(bench["report"], {a.id for a in chosen}) if bench.get("report") else {}
     for art in chosen:
         ex.files.append(_file(ctx, art, sections.get(art.id), timing.get(art.id), bench.get("report")))
+    _carry_over(ex, out, manifest)
+    for entry in ex.files:
+        entry["verdicts"] = _verdicts(entry)
     ex.pruning = _pruning(manifest)
     _write(ex, out, html)
     log(console(ex))
@@ -117,15 +123,51 @@ def _machines(report) -> list:
 
 def _file(ctx, art, acc, timing, report) -> dict:
     entry = {"id": art.id, "format": art.format, "precision": art.precision, "status": art.status,
-             "path": str(ctx.path(art)), "parent": getattr(ctx.parent(art), "id", None), "samples": len(ctx.data.x[0]),
-             "accuracy": acc, "speed": timing or [], "parity": _parity(art, report), "verdicts": []}
-    if acc and ((acc.get("check") or {}).get("passed") is False or acc.get("error")):
-        entry["verdicts"].append(accuracy_verdict(art.id, acc))
-    entry["verdicts"] += [s["verdict"] for s in timing or [] if s.get("verdict")]
-    entry["accuracy_summary"] = accuracy_verdict(art.id, acc) if acc else None
+             "sha256": art.sha256, "path": str(ctx.path(art)), "parent": getattr(ctx.parent(art), "id", None),
+             "samples": len(ctx.data.x[0]), "accuracy": acc, "speed": timing or [], "parity": _parity(art, report)}
     profile = _profile_for_node_data(report, art.id)
     entry["node_data"] = write_node_data(ctx.out, art, ctx.path(art), acc, profile)
     return entry
+
+
+def _verdicts(entry) -> list:
+    acc, found = entry.get("accuracy"), []
+    if acc and ((acc.get("check") or {}).get("passed") is False or acc.get("error")):
+        found.append(accuracy_verdict(entry["id"], acc))
+    found += [s["verdict"] for s in entry.get("speed") or [] if s.get("verdict")]
+    entry["accuracy_summary"] = accuracy_verdict(entry["id"], acc) if acc else None
+    return found
+
+
+def _carry_over(ex, out, manifest):
+    """Keep what an earlier explain run found and this one did not redo (same file, same bytes).
+
+    `convert` explains accuracy and `bench` speed, into the same folder: neither drops the other's.
+    """
+    import json
+
+    from .report import EXPLAIN_JSON, SCHEMA
+
+    try:
+        previous = json.loads((Path(out) / EXPLAIN_JSON).read_text())
+    except (OSError, ValueError):
+        return
+    if previous.get("schema") != SCHEMA:
+        return
+    current = {f["id"]: f for f in ex.files}
+    for old in previous.get("files", []):
+        art = manifest.get(old["id"])
+        if art is None or art.sha256 != old.get("sha256"):
+            continue  # the file was made again (or is gone): its old findings no longer hold
+        new = current.get(old["id"])
+        if new is None:
+            ex.files.append({**old, "carried_from": previous.get("created")})
+            continue
+        for part in ("accuracy", "speed"):
+            if not new.get(part) and old.get(part):
+                new[part] = old[part]
+                new.setdefault("carried_from", previous.get("created"))
+        new["node_data"] = {**(old.get("node_data") or {}), **(new.get("node_data") or {})}
 
 
 def _profile_for_node_data(report, art_id):
@@ -161,10 +203,22 @@ def _pruning(manifest):
         figures.update(size_bytes=fp32.size_bytes, gzip_bytes=fp32.gzip_bytes)
         text += (f"; its fp32 .tflite is {fp32.size_bytes / 1024:.1f} KB on disk and {fp32.gzip_bytes / 1024:.1f} KB "
                  f"gzipped ({fp32.gzip_bytes / fp32.size_bytes:.2f}x): zeros shrink a file only under compression")
-    text += ("; LiteRT's and onnxruntime's dense kernels multiply the zeros too, so every inference does the same "
-             "multiply-accumulates as before pruning and the latency of the pruned files is that of a dense model "
-             "of the same shape")
+    macs = _macs(manifest, fp32)
+    if macs:
+        figures["macs"] = macs
+        text += (f"; the file stores the zeros as dense weights and its graph still asks for {macs:,} "
+                 "multiply-accumulates per inference (counted from the file), as many as before pruning: "
+                 "LiteRT's and onnxruntime's dense kernels multiply the zeros too, so sparsity alone buys no speed here")
     return {**figures, "verdict": text + "."}
+
+
+def _macs(manifest, art):
+    from ..bench.graph import describe
+
+    try:
+        return describe(manifest.path_of(art), art.format)["macs"] if art else None
+    except Exception:  # a graph the counter cannot follow: the sentence goes without the count
+        return None
 
 
 def _write(ex, out, html):

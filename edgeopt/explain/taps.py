@@ -71,8 +71,8 @@ class TfliteTaps:
             t = tensors.get(index)
             if t is None or np.dtype(t["dtype"]).kind not in "fiu" or np.dtype(t["dtype"]) == np.int32:
                 continue  # shapes and indices, not activations
-            name = outputs.get(index) or t["name"]
-            layer = outputs.get(index) or layer_of(t["name"], keras3)
+            name = t["name"]
+            layer = outputs.get(index) or layer_of(name, keras3)
             scale, zero = t["quantization"]
             quant = {"scale": float(scale), "zero_point": int(zero), "dtype": np.dtype(t["dtype"]).name} \
                 if scale and np.dtype(t["dtype"]).kind in "iu" else None

@@ -85,7 +85,7 @@ def write_node_data(folder, art, path, accuracy, profile) -> dict:
     graph = _graph_id(path, art.format)
     written = {}
     if accuracy and accuracy.get("layers"):
-        results = {r["node"]: {"value": round(r["snr_db"], 2) if math.isfinite(r["snr_db"]) else 999.0}
+        results = {r["node"]: {"value": round(r["snr_db"], 2) + 0.0 if math.isfinite(r["snr_db"]) else 999.0}
                    for r in accuracy["layers"] if r.get("node") is not None}
         if results:
             name = f"{art.id}.snr.node_data.json"
