@@ -107,8 +107,12 @@ def report_page(report, folder) -> str:
 
     names = short_names([r.artifact for r in report.rows])
     rows = [_row_cells(r, names) for r in report.rows]
+    headers = list(HEADERS)
+    if len({r.target for r in report.rows}) <= 1:  # as the Markdown table: one target, no target or parity column
+        keep = [i for i, h in enumerate(headers) if h not in ("target", "parity")]
+        headers, rows = [headers[i] for i in keep], [[c[i] for i in keep] for c in rows]
     bad = {i for i, r in enumerate(report.rows) if not r.ok}
-    blocks = [("table", HEADERS, rows, bad)]
+    blocks = [("table", headers, rows, bad)]
     sections = [("Measurements", blocks), ("What each optimization bought",
                                            [("p", line.strip()) for line in what_it_bought(report).splitlines()])]
     found = problems(report)
@@ -145,7 +149,8 @@ def explain_page(ex, folder) -> str:
         if a.get("fallbacks"):
             acc.append(("table", ["kept in float", "check", "max error / range", "accuracy", "size", "latency"],
                         [_fallback_cells(fb) for fb in a["fallbacks"]]))
-    sections.append(("Accuracy: where the error enters", acc or [("p", "no quantized file measured")]))
+    sections.append(("Accuracy: where the error enters", acc or [
+        ("p", "per-layer error was not measured in this run (`edgeopt explain FOLDER` measures it)")]))
     sections.append(("Speed: where the time goes", _speed_blocks(ex, folder)))
     sections.append(("Across targets", [("p", f"Diagnosis of int8 outputs that differ across targets: "
                                               f"{PARITY_PENDING}.")]

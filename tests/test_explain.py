@@ -203,3 +203,69 @@ def test_onnxruntime_node_names_map_back_to_the_files_nodes(profiled, node):
 
     known = {"digits_cnn/conv1/BiasAdd", "digits_cnn/fc/MatMul/MatMulAddFusion", "digits_cnn/conv2/Relu"}
     assert original_node(profiled, known) == node
+
+
+# ---- the HTML pages, in a real headless browser ------------------------------------------------------------
+CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--hide-scrollbars",
+                  "--virtual-time-budget=5000"]
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    import os
+
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must open the HTML reports in chromium: .ci/run installs Debian's chromium")
+        pytest.skip("no chromium (apt-get install chromium)")
+    return path
+
+
+def _open_in_chromium(chromium, page, screenshot, tmp_path):
+    """The DOM after the page's scripts ran, and the console messages chromium logged while loading it."""
+    import subprocess
+
+    profile = tmp_path / f"profile-{screenshot.stem}"
+    common = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}"]
+    shot = subprocess.run([*common, "--window-size=1300,2200", f"--screenshot={screenshot}", page.as_uri()],
+                          capture_output=True, text=True, timeout=180)
+    dom = subprocess.run([*common, "--enable-logging=stderr", "--v=0", "--dump-dom", page.as_uri()],
+                         capture_output=True, text=True, timeout=180)
+    assert shot.returncode == 0 and dom.returncode == 0, dom.stderr[-2000:]
+    console = [line for line in dom.stderr.splitlines() if "CONSOLE" in line]
+    return dom.stdout, console
+
+
+def _pages(bad_layer_run, profiled_digits):
+    bad, _ = bad_layer_run
+    digits, _ = profiled_digits
+    return {"explain-accuracy": bad / "explain" / "explain.html", "explain-speed": digits / "explain" / "explain.html",
+            "bench-report": digits / "report.html"}
+
+
+@pytest.mark.parametrize("name", ["explain-accuracy", "explain-speed", "bench-report"])
+def test_html_page_renders_every_plot_and_table_without_console_errors(chromium, bad_layer_run, profiled_digits,
+                                                                       tmp_path, name):
+    import re
+
+    page = _pages(bad_layer_run, profiled_digits)[name]
+    html = page.read_text()
+    assert "http://" not in html and "https://" not in html  # nothing to fetch: plots are data URIs
+    screenshot = tmp_path / f"{name}.png"
+    dom, console = _open_in_chromium(chromium, page, screenshot, tmp_path)
+    images, tables = html.count("<img "), html.count("<table class=sortable>")
+    assert images >= 1 and tables >= 1
+    assert len(re.findall(r'<img [^>]*data-rendered="1"', dom)) == images  # every plot decoded and drawn
+    assert len(re.findall(r'<table class="sortable" data-ready="1"', dom)) == tables
+    assert console == [], console
+    assert screenshot.stat().st_size > 20_000
+    print(f"screenshot of {page}: {screenshot}")
+
+
+def test_the_browser_check_catches_a_broken_page(chromium, tmp_path):
+    page = tmp_path / "broken.html"
+    page.write_text("<html><body><img alt=x src='data:image/png;base64,AAAA'><script>undefinedFunction()</script>"
+                    "</body></html>")
+    dom, console = _open_in_chromium(chromium, page, tmp_path / "broken.png", tmp_path)
+    assert any("undefinedFunction" in line for line in console)

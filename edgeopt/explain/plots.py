@@ -96,6 +96,6 @@ def _plot_op_time(ex, path) -> bool:
     ax.set_xlim(0, 115)
     ax.set_xlabel("share of operator time, % (1 thread; total µs per run at the right)")
     ax.set_title("Where the time goes, by op role (measured profiles)")
-    ax.legend(fontsize=7, loc="lower right", ncol=3)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.6 / max(len(bars), 1)), ncol=5)
     _save(fig, path)
     return True

@@ -66,7 +66,7 @@ def explain(source, *, files=None, evaluation=None, calibration=None, report=Non
     ex = Explanation(source=str(root), created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                      settings={"snr_threshold_db": snr_threshold_db, "samples": min(samples, len(data.x[0])),
                                "evaluation": data.source, "fallback": fallback})
-    bench = _bench_report(ctx, report, threads, log) if speed else {"where": "not asked for"}
+    bench = _bench_report(ctx, chosen, report, threads, log) if speed else {"where": "not asked for"}
     ex.settings["bench_report"] = bench.get("where")
     ex.machines = _machines(bench.get("report"))
     sections = explain_accuracy.explain_files(ctx, chosen, make_fallbacks=fallback) if accuracy else {}
@@ -94,8 +94,11 @@ def _choose(manifest, ids):
     return [a for a in quantized if a.id in ids]
 
 
-def _bench_report(ctx, report, threads, log) -> dict:
-    """The report with profiles to read: the one given, the folder's own, else one measured now."""
+def _bench_report(ctx, chosen, report, threads, log) -> dict:
+    """The report with profiles to read: the one given, the folder's own, else one measured now.
+
+    Measured now: only the chosen files and their fp32 parents, on the converter's evaluation data.
+    """
     from ..bench.harness import benchmark
     from ..bench.report import REPORT_JSON, Report
 
@@ -107,8 +110,10 @@ def _bench_report(ctx, report, threads, log) -> dict:
         log(f"explain: {path} has no per-operator profiles (benchmarked before profiling existed); measuring")
     log(f"explain: benchmarking with per-operator profiles on {', '.join(ctx.targets)} "
         f"({', '.join(map(str, threads))} thread(s))")
-    measured = benchmark(ctx.manifest, targets=ctx.targets, threads=list(threads), rounds=ctx.rounds,
-                         out=ctx.out / "bench", progress=False, log=lambda *_: None, profile=True)
+    files = list(dict.fromkeys([ctx.path(a) for a in chosen] + [ctx.parent_path(a) for a in chosen if ctx.parent(a)]))
+    measured = benchmark([str(f) for f in files], targets=ctx.targets, threads=list(threads), rounds=ctx.rounds,
+                         timing=ctx.timing, evaluation=str(ctx.manifest.evaluation_path()), out=ctx.out / "bench",
+                         progress=False, log=lambda *_: None, profile=True)
     return {"report": measured, "where": f"measured by explain ({ctx.out / 'bench' / REPORT_JSON})"}
 
 
