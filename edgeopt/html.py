@@ -174,4 +174,6 @@ def _speed_blocks(ex, folder) -> list:
             rows = [[t["op_type"], t["family"], "/".join(t["precisions"]), t["count"], t["us"], f"{t['share']:.0%}"]
                     for t in p["op_types"]]
             blocks.append(("table", ["op type", "role", "runs in", "nodes", "µs per run", "share"], rows))
+            if p.get("resolution_note"):
+                blocks.append(("p", f"Note: {p['resolution_note']}."))
     return blocks or [("p", "no per-operator profile")]

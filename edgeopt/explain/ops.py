@@ -35,6 +35,27 @@ def family(op_type: str) -> str:
     return "other"
 
 
+MIN_RESOLVED_US = 1.0  # LiteRT reports XNNPACK operators in whole microseconds
+
+
+def litert_pass(profile: dict) -> tuple[dict, str | None]:
+    """The LiteRT pass to read op times from, and why if it is not the one that was timed.
+
+    XNNPACK's per-operator times reach LiteRT's profiler in whole microseconds (truncated), so when
+    a model's operators each take less than one they all read 0: then the built-in kernels' pass,
+    whose events span begin and end clock readings, is the only per-operator split measured.
+    """
+    passes = profile.get("passes") or [{}]
+    ran = passes[0]
+    builtin = next((p for p in passes[1:] if p.get("kernels") == "builtin"), None)
+    total = sum(o["us"] for o in ran.get("operators", []))
+    if ran.get("kernels") == "xnnpack" and total < MIN_RESOLVED_US and builtin:
+        return builtin, (f"XNNPACK's operators total {total:.2g} µs per run, below the 1 µs resolution LiteRT "
+                         "reports them in: op times are from LiteRT's built-in kernels (XNNPACK off), a "
+                         "different kernel path than the one timed")
+    return ran, None
+
+
 def operators(profile: dict) -> list:
     """[{name, op_type, us, precision ('int8'/'float'/'-'), delegated (LiteRT) or provider (ORT)}], as run."""
     if not profile or profile.get("error"):
@@ -43,7 +64,7 @@ def operators(profile: dict) -> list:
         return [{"name": n["name"], "op_type": n["op_type"], "us": n["us"], "provider": n.get("provider"),
                  "precision": _onnx_precision(n)} for n in profile.get("nodes", [])]
     nodes = {n["index"]: n for n in profile.get("nodes", [])}
-    ran = (profile.get("passes") or [{}])[0]
+    ran, _ = litert_pass(profile)
     found = []
     for op in ran.get("operators", []):
         if op["kind"] == "xnnpack":
@@ -55,7 +76,8 @@ def operators(profile: dict) -> list:
         else:
             node = nodes.get(op["index"], {})
             found.append({"name": (node.get("outputs") or [op["name"]])[0].split(";")[0], "op_type": op["name"],
-                          "us": op["us"], "delegated": False, "precision": _types_precision(node.get("input_types"))})
+                          "us": op["us"], "delegated": False if ran.get("kernels") == "xnnpack" else None,
+                          "precision": _types_precision(node.get("input_types"))})
     return found
 
 
@@ -99,9 +121,12 @@ def summarise(profile: dict) -> dict | None:
     for e in types:
         families[e["family"]] = families.get(e["family"], 0.0) + e["us"]
     qdq = [o for o in ops if family(o["op_type"]) == "quantize/dequantize"]
-    run_us = profile.get("run_us") or (profile.get("passes") or [{}])[0].get("invoke_us")
+    ran, note = litert_pass(profile) if profile.get("runtime") != "onnxruntime" else ({}, None)
+    run_us = profile.get("run_us") or ran.get("invoke_us")
     return {
         "runtime": profile.get("runtime"),
+        "kernels_profiled": ran.get("kernels"),
+        "resolution_note": note,
         "operator_us": total,
         "run_us": run_us,
         "coverage": (total / run_us) if run_us else None,

@@ -88,7 +88,7 @@ def _plot_op_time(ex, path) -> bool:
             share = fams.get(fam, 0.0) / total if total else 0.0
             ax.barh(i, share * 100, left=left, color=color, label=fam if i == 0 else None)
             left += share * 100
-        ax.annotate(f"{total:.3g} µs", (101, i), va="center", fontsize=7)
+        ax.annotate(f"{total:.3g} µs" if total >= 0.01 else "< 1 µs resolution", (101, i), va="center", fontsize=7)
     ax.set_yticks(range(len(bars)))
     ax.set_yticklabels([names[b[0].split(" ")[0]] + (" (fp32)" if b[0].endswith("(fp32)") else "") for b in bars],
                        fontsize=7)

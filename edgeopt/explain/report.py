@@ -157,6 +157,8 @@ def _speed_md(f, sec) -> list:
     if sec.get("changes"):
         rows = [[c["family"], f"{c['us']:.3g}", f"{c['baseline_us']:.3g}", f"{c['delta_us']:+.3g}"] for c in sec["changes"]]
         lines += [render(["role", "this file µs", "fp32 µs", "difference"], rows, markdown=True, align="lrrr"), ""]
+    if p.get("resolution_note"):
+        lines += [f"Note: {p['resolution_note']}.", ""]
     lines += [f"What the profiler sees: {p['sees']}.", ""]
     return lines
 

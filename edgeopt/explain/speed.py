@@ -93,10 +93,12 @@ def verdict(row, s) -> str:
         parts.append(f"{', '.join(p['float_compute'])} still run in float")
     if p["not_delegated"]:
         parts.append(f"XNNPACK left {', '.join(p['not_delegated'])} to LiteRT's own kernels")
+    if p.get("resolution_note"):
+        parts.append(p["resolution_note"])
     if p.get("coverage") is not None and p["coverage"] < 0.5:
-        parts.append(f"the operators account for only {p['coverage']:.0%} of the profiled run "
-                     f"({p['operator_us']:.3g} of {p['run_us']:.3g} µs): at this size the runtime's per-call "
-                     "overhead, not arithmetic, decides the speed")
+        parts.append(f"its operators account for only {p['coverage']:.0%} of the profiled run "
+                     f"({p['operator_us']:.3g} of {p['run_us']:.3g} µs); the rest is the runtime's own per-run "
+                     "work outside the kernels")
     if s["siblings"]:
         best = s["siblings"][0]
         parts.append(f"the {best['artifact']} file of the same model runs {best['speedup']:.2f}x faster than fp32")
