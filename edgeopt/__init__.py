@@ -44,8 +44,8 @@ def benchmark(*args, **kwargs):
 
 
 def explain(*args, **kwargs):
-    """Why each quantized file lost accuracy or speed; see edgeopt.explain.run.explain for the arguments."""
-    from .explain.run import explain as _explain
+    """Why each quantized file lost accuracy or speed; see edgeopt.explainer.run.explain for the arguments."""
+    from .explainer.run import explain as _explain
 
     return _explain(*args, **kwargs)
 

@@ -125,7 +125,7 @@ def report_page(report, folder) -> str:
 
 
 def explain_page(ex, folder) -> str:
-    from .explain.report import PARITY_PENDING, _db, _fallback_cells, _num, _pct
+    from .explainer.report import PARITY_PENDING, _db, _fallback_cells, _num, _pct
 
     s = ex.settings
     facts = [f"source: {ex.source}", f"evaluation: {s.get('evaluation')}",

@@ -128,7 +128,7 @@ def test_bench_profiles_every_file_and_explain_reads_them(profiled_digits):
 
 def test_a_slower_file_gets_a_verdict_naming_its_measured_op_types(profiled_digits):
     from edgeopt.bench.report import Report
-    from edgeopt.explain import speed
+    from edgeopt.explainer import speed
 
     out, _ = profiled_digits
     report = Report.load(out / "report.json")
@@ -183,7 +183,7 @@ def _get(obj, key):
 
 
 def test_pruned_files_say_what_sparsity_bought(converted):
-    from edgeopt.explain.run import _pruning
+    from edgeopt.explainer.run import _pruning
 
     manifest, _, _ = converted
     found = _pruning(manifest)
@@ -199,7 +199,7 @@ def test_pruned_files_say_what_sparsity_bought(converted):
     ("image_q", None),
 ])
 def test_onnxruntime_node_names_map_back_to_the_files_nodes(profiled, node):
-    from edgeopt.explain.verdict import original_node
+    from edgeopt.explainer.verdict import original_node
 
     known = {"digits_cnn/conv1/BiasAdd", "digits_cnn/fc/MatMul/MatMulAddFusion", "digits_cnn/conv2/Relu"}
     assert original_node(profiled, known) == node

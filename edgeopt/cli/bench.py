@@ -51,7 +51,7 @@ def _bench(args):
                        rounds=args.rounds, timing=timing, evaluation=args.evaluation, samples=args.samples,
                        baseline=args.baseline, metric=args.metric, out=args.out, progress=not args.quiet)
     print(console(report))
-    from ..explain.hooks import after_bench
+    from ..explainer.hooks import after_bench
 
     after_bench(report, _manifest_of(args.models), args.explain)
     code = 0 if report.ok else 1

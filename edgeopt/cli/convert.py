@@ -43,7 +43,7 @@ def _convert(args):
                        train=args.train, out=args.out, reuse=not args.no_reuse, progress=not args.quiet,
                        trust_model_code=args.trust_model_code)
     print(conversion_table(manifest))
-    from ..explain.hooks import after_convert
+    from ..explainer.hooks import after_convert
 
     after_convert(manifest, args.explain)
     return 0 if all(a.status != "failed" for a in manifest.artifacts) else 1

@@ -26,7 +26,7 @@ def add(sub):
 
 
 def _explain(args):
-    from ..explain.run import explain
+    from ..explainer.run import explain
     from .bench import _threads
 
     files = [f.strip() for f in args.files.split(",") if f.strip()] if args.files else None

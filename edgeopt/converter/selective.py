@@ -1,7 +1,7 @@
 """Selective quantization: the same int8 export with some layers kept in float.
 
 One function per kind of file, each taking the Keras layer names to keep float (as explain names
-them, see edgeopt.explain.naming) and returning (file bytes, facts), like the other exporters:
+them, see edgeopt.explainer.naming) and returning (file bytes, facts), like the other exporters:
 
 - `tflite_int8`: TFLiteConverter full-integer with TFLite's QuantizationDebugger
   `denylisted_nodes` (the nodes are the calibrated model's op outputs of those layers). Runs
@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import ConversionError
-from ..explain.naming import layer_of
+from ..explainer.naming import layer_of
 
 
 def nodes_of_layers(names, layers, keras3=False, outputs=None) -> list:

@@ -117,7 +117,7 @@ def measure_latency(ctx, pairs: list) -> None:
                        profile=False, targets=ctx.targets[:1])
     rows = [r for r in report.rows if r.ok]
     by_path = {str(Path(r.path).resolve()): r for r in rows}
-    originals = {art_id: by_path.get(str((ctx.root / a.path).resolve())) for a, _ in pairs for art_id in [a.id]}
+    originals = {a.id: by_path.get(str((ctx.root / a.path).resolve())) for a, _ in pairs}
     for fb, art_id in owners:
         if fb is None:
             continue
