@@ -37,6 +37,8 @@ def main(argv=None) -> int:
     p.add_argument("--models", default=",".join(SUITE))
     p.add_argument("--quick", action="store_true", help="1 thread, 2 rounds, short timing (a smoke run)")
     p.add_argument("--results", type=Path, default=HERE / "explain")
+    p.add_argument("--reuse-reports", action="store_true",
+                   help="explain the profiled reports already in --results instead of benchmarking again")
     args = p.parse_args(argv)
     work = HERE / "work" / ("quick" if args.quick else "full")
     t0, summary = time.time(), {"models": {}, "slower": []}
@@ -46,9 +48,10 @@ def main(argv=None) -> int:
         manifest = suite_run.convert_model(spec, work / name, args.quick, print)
         results = args.results / name
         results.mkdir(parents=True, exist_ok=True)
-        report = edgeopt.benchmark(manifest, threads=[1] if args.quick else THREADS, rounds=2 if args.quick else ROUNDS,
-                                   timing=QUICK_TIMING if args.quick else spec.timing, out=results / "bench",
-                                   progress=False, log=print, profile=True)
+        if not (args.reuse_reports and (results / "bench" / "report.json").exists()):
+            edgeopt.benchmark(manifest, threads=[1] if args.quick else THREADS, rounds=2 if args.quick else ROUNDS,
+                              timing=QUICK_TIMING if args.quick else spec.timing, out=results / "bench",
+                              progress=False, log=print, profile=True)
         ex = edgeopt.explain(work / name, report=results / "bench" / "report.json", out=work / name / "explain",
                              log=print)
         _publish(work / name / "explain", results)

@@ -79,6 +79,7 @@ def compare_layers(float_path, quant_path, inputs: list, keras3=False, output_la
     reference = open_taps(float_path, keras3, output_layers)
     candidate = open_taps(quant_path, keras3, output_layers)
     try:
+        _follow_fused_activations(reference.taps, candidate.taps)
         shared = [layer for layer in reference.taps if layer in candidate.taps]
         acc = {layer: _Accumulator(seed + i) for i, layer in enumerate(shared)}
         n = min(samples, len(inputs[0]))
@@ -96,6 +97,26 @@ def compare_layers(float_path, quant_path, inputs: list, keras3=False, output_la
     finally:
         reference.close()
         candidate.close()
+
+
+_ACTIVATIONS = {"Relu", "Clip", "LeakyRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "RELU", "RELU6",
+                "RELU_N1_TO_1", "LOGISTIC", "TANH", "HARD_SWISH", "LEAKY_RELU"}
+_FUSED_KERNELS = {"QLinearConv", "QGemm", "QLinearMatMul", "QLinearAdd", "QLinearMul"}
+
+
+def _follow_fused_activations(reference: dict, candidate: dict):
+    """Re-key a quantized tap whose kernel absorbed the activation layer after it.
+
+    onnxruntime's QOperator kernels (QLinearConv ...) apply a following Relu/Clip through their
+    output range and drop the node, yet keep the pre-activation tensor name: their output is the
+    activation layer's, and must be compared with that.
+    """
+    order = list(reference)
+    for layer, after in zip(order, order[1:]):
+        tap = candidate.get(layer)
+        if (tap is not None and tap.op in _FUSED_KERNELS and after not in candidate
+                and reference[after].op in _ACTIVATIONS):
+            candidate[after] = candidate.pop(layer)
 
 
 def _record(layer, ref_tap, tap, a) -> dict:

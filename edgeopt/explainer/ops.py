@@ -21,6 +21,11 @@ FEATURE_NAMES = {"avx2": "AVX2", "avx512f": "AVX-512", "avx512_vnni": "AVX-512 V
                  "amx_int8": "AMX-INT8", "asimd": "NEON", "asimddp": "dotprod", "i8mm": "i8mm", "sve": "SVE"}
 
 
+def duration(us: float) -> str:
+    """12.3 µs, 4.75 ms: three significant digits in the unit a person reads."""
+    return f"{us:.3g} µs" if us < 1000 else f"{us / 1000:.3g} ms"
+
+
 def family(op_type: str) -> str:
     """A coarse role for comparing a quantized file with its float parent, whose kernels have other names."""
     low = op_type.lower()

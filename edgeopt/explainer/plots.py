@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..bench.plots import _save
 from ..bench.report import short_names
+from .ops import duration
 
 SNR_PNG, OP_TIME_PNG = "snr_depth.png", "op_time.png"
 _FAMILY_COLORS = {"convolution": "C0", "matmul": "C1", "quantize/dequantize": "C3", "layout": "C7", "other": "C2"}
@@ -88,13 +89,13 @@ def _plot_op_time(ex, path) -> bool:
             share = fams.get(fam, 0.0) / total if total else 0.0
             ax.barh(i, share * 100, left=left, color=color, label=fam if i == 0 else None)
             left += share * 100
-        ax.annotate(f"{total:.3g} µs" if total >= 0.01 else "< 1 µs resolution", (101, i), va="center", fontsize=7)
+        ax.annotate(duration(total) if total >= 0.01 else "< 1 µs resolution", (101, i), va="center", fontsize=7)
     ax.set_yticks(range(len(bars)))
     ax.set_yticklabels([names[b[0].split(" ")[0]] + (" (fp32)" if b[0].endswith("(fp32)") else "") for b in bars],
                        fontsize=7)
     ax.invert_yaxis()
     ax.set_xlim(0, 115)
-    ax.set_xlabel("share of operator time, % (1 thread; total µs per run at the right)")
+    ax.set_xlabel("share of operator time, % (1 thread; operator time per run at the right)")
     ax.set_title("Where the time goes, by op role (measured profiles)")
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.6 / max(len(bars), 1)), ncol=5)
     _save(fig, path)

@@ -9,7 +9,7 @@ runtime's profiler. TensorFlow-free.
 
 from __future__ import annotations
 
-from .ops import cpu_features, summarise
+from .ops import cpu_features, duration, summarise
 
 
 def explain_rows(report, ids=None) -> dict:
@@ -87,8 +87,8 @@ def verdict(row, s) -> str:
                      f"converting between float and int8, time its fp32 parent does not spend")
     grown = [c for c in s["changes"] if c["delta_us"] > 0 and c["family"] in ("convolution", "matmul", "layout")]
     for c in grown[:2]:
-        parts.append(f"its {c['family']} ops ({', '.join(c['op_types'][:3])}) take {c['us']:.3g} µs per run against "
-                     f"{c['baseline_us']:.3g} µs for fp32's ({', '.join(c['baseline_op_types'][:3]) or 'none'})")
+        parts.append(f"its {c['family']} ops ({', '.join(c['op_types'][:3])}) take {duration(c['us'])} per run "
+                     f"against {duration(c['baseline_us'])} for fp32's ({', '.join(c['baseline_op_types'][:3]) or 'none'})")
     if p["float_compute"]:
         parts.append(f"{', '.join(p['float_compute'])} still run in float")
     if p["not_delegated"]:
@@ -97,8 +97,8 @@ def verdict(row, s) -> str:
         parts.append(p["resolution_note"])
     if p.get("coverage") is not None and p["coverage"] < 0.5:
         parts.append(f"its operators account for only {p['coverage']:.0%} of the profiled run "
-                     f"({p['operator_us']:.3g} of {p['run_us']:.3g} µs); the rest is the runtime's own per-run "
-                     "work outside the kernels")
+                     f"({duration(p['operator_us'])} of {duration(p['run_us'])}); the rest is the runtime's own "
+                     "per-run work outside the kernels")
     if s["siblings"]:
         best = s["siblings"][0]
         parts.append(f"the {best['artifact']} file of the same model runs {best['speedup']:.2f}x faster than fp32")
