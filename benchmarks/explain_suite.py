@@ -4,7 +4,8 @@ For each model of the suite (benchmarks/run.py converts them; this reuses its wo
 converts what is missing): `edgeopt.benchmark` at 1 and 2 threads with profiles, then
 `edgeopt.explain` on that report. Writes benchmarks/explain/<model>/ (explain.json/.md/.html, the
 plots, Model Explorer node data, the report it read) and benchmarks/explain/SUMMARY.md + summary.json:
-every int8 file slower than its fp32 parent, with its verdict.
+every int8 file slower than its fp32 parent, with its verdict. The benchmark report it read
+(report.json with the profiles, report.md) is kept beside them in bench/.
 
     .venv/bin/python benchmarks/explain_suite.py                  # the full run (~15 min on 2 cores)
     .venv/bin/python benchmarks/explain_suite.py --models digits_cnn --quick
@@ -46,15 +47,19 @@ def main(argv=None) -> int:
         spec = SUITE[name]
         print(f"\n=== {name}", flush=True)
         manifest = suite_run.convert_model(spec, work / name, args.quick, print)
-        results = args.results / name
-        results.mkdir(parents=True, exist_ok=True)
-        if not (args.reuse_reports and (results / "bench" / "report.json").exists()):
+        results, bench = args.results / name, work / name / "bench"
+        (results / "bench").mkdir(parents=True, exist_ok=True)
+        if args.reuse_reports and (results / "bench" / "report.json").exists():
+            bench = results / "bench"
+        else:
             edgeopt.benchmark(manifest, threads=[1] if args.quick else THREADS, rounds=2 if args.quick else ROUNDS,
-                              timing=QUICK_TIMING if args.quick else spec.timing, out=results / "bench",
+                              timing=QUICK_TIMING if args.quick else spec.timing, out=bench,
                               progress=False, log=print, profile=True)
-        ex = edgeopt.explain(work / name, report=results / "bench" / "report.json", out=work / name / "explain",
-                             log=print)
+        ex = edgeopt.explain(work / name, report=bench / "report.json", out=work / name / "explain", log=print)
         _publish(work / name / "explain", results)
+        for report in ("report.json", "report.md"):  # the page and plots of the report are in explain.html
+            if (bench / report).resolve() != (results / "bench" / report).resolve():
+                shutil.copy2(bench / report, results / "bench" / report)
         summary["models"][name] = _model_summary(ex)
         summary["slower"] += [{"model": name, **s} for s in _slower(ex)]
     summary["seconds"] = round(time.time() - t0)
@@ -83,7 +88,7 @@ def _model_summary(ex) -> dict:
 
 def _slower(ex) -> list:
     return [{"file": f["id"], "target": s["target"], "threads": s["threads"], "speedup": s["speedup"],
-             "ci95": s["speedup_ci95"], "p50_ms": s["p50_ms"], "baseline_p50_ms": s["baseline_p50_ms"],
+             "ci95": s["speedup_ci95"], "within_noise": s["within_noise"], "p50_ms": s["p50_ms"], "baseline_p50_ms": s["baseline_p50_ms"],
              "top_op_types": [t["op_type"] for t in (s["profile"] or {}).get("op_types", [])[:3]],
              "qdq_share": ((s["profile"] or {}).get("qdq") or {}).get("share"), "verdict": s["verdict"]}
             for f in ex.files if f["precision"].startswith("int8") for s in f["speed"] if s.get("slower")]
@@ -98,11 +103,11 @@ def _markdown(summary) -> str:
     for name, m in summary["models"].items():
         cpu = ", ".join(f"{x['name']}: {x['cpu_model']} ({x['features']})" for x in m["machines"])
         lines.append(f"- **{name}**: {cpu}; details in [{name}/explain.md]({name}/explain.md)")
-    lines += ["", "## Every int8 file slower than its fp32 parent", ""]
-    if not summary["slower"]:
-        lines.append("None in this run.")
-    for s in summary["slower"]:
-        lines.append(f"- **{s['model']}** — {s['verdict']}")
+    for title, noisy in (("Every int8 file slower than its fp32 parent", False),
+                         ("Slower at the median, within noise (the ratio's 95% interval contains 1)", True)):
+        lines += ["", f"## {title}", ""]
+        found = [s for s in summary["slower"] if bool(s["within_noise"]) == noisy]
+        lines += [f"- **{s['model']}** — {s['verdict']}" for s in found] or ["None in this run."]
     lines += ["", "## Per-layer error of every quantized file", "",
               "| model | file | check | first divergent layer | output SNR dB | worst layers |", "|---|---|---|---|---:|---|"]
     for name, m in summary["models"].items():

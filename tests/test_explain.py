@@ -269,3 +269,19 @@ def test_the_browser_check_catches_a_broken_page(chromium, tmp_path):
                     "</body></html>")
     dom, console = _open_in_chromium(chromium, page, tmp_path / "broken.png", tmp_path)
     assert any("undefinedFunction" in line for line in console)
+
+
+@pytest.mark.parametrize("xnnpack_us, kernels", [(0.0, "builtin"), (0.4, "builtin"), (3.0, "xnnpack")])
+def test_litert_op_split_below_the_profilers_resolution_says_so(xnnpack_us, kernels):
+    from edgeopt.explainer.ops import summarise
+
+    profile = {"runtime": "ai-edge-litert", "passes": [
+        {"kernels": "xnnpack", "invoke_us": 9.0, "operators": [
+            {"name": "Fully Connected (NC, QS8, QC8W) GEMM", "kind": "xnnpack", "index": 0, "us": xnnpack_us}]},
+        {"kernels": "builtin", "invoke_us": 12.0, "operators": [
+            {"name": "FULLY_CONNECTED", "kind": "tflite", "index": 0, "us": 5.0}]}],
+        "nodes": [{"index": 0, "op": "FULLY_CONNECTED", "outputs": ["m/fc/MatMul"], "input_types": ["int8"]}]}
+    found = summarise(profile)
+    assert found["kernels_profiled"] == kernels
+    assert (found["resolution_note"] is not None) == (kernels == "builtin")
+    assert found["op_types"][0]["precisions"] == ["int8"]

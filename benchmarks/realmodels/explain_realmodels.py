@@ -58,12 +58,22 @@ def main(argv=None) -> int:
             if f.name in KEEP or f.name.endswith(".node_data.json"):
                 shutil.copy2(f, results / f.name)
         rows += [_row(folder.name, f) for f in ex.files]
+    done = {r["model"] for r in rows}
+    kept = [r for r in _previous_rows(args.results) if r["model"] not in done]  # models not rerun keep their rows
     summary = {"command": "python benchmarks/realmodels/explain_realmodels.py " + " ".join(argv or sys.argv[1:]),
-               "seconds": round(time.time() - t0), "synthetic_data": True, "rows": rows}
+               "seconds": round(time.time() - t0), "synthetic_data": True,
+               "rows": sorted(kept + rows, key=lambda r: (r["model"], r["file"]))}
     (args.results / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     (args.results / "SUMMARY.md").write_text(_markdown(summary))
     print(f"done in {summary['seconds']}s: {args.results / 'SUMMARY.md'}")
     return 0
+
+
+def _previous_rows(results: Path) -> list:
+    try:
+        return json.loads((results / "summary.json").read_text())["rows"]
+    except (OSError, ValueError, KeyError):
+        return []
 
 
 def _row(model, f) -> dict:

@@ -27,7 +27,7 @@ def after_convert(manifest, mode=None, log=print):
 
 def after_bench(report, manifest, mode=None, log=print):
     slower = sorted({r.artifact for r in report.rows if r.ok and r.precision not in ("fp32", "?") and r.speedup
-                     and r.speedup.get("ratio") and r.speedup["ratio"] < 1 and not r.speedup.get("within_noise")})
+                     and r.speedup.get("ratio") and r.speedup["ratio"] < 1})
     if mode is False or (mode is None and not slower):
         return None
     if manifest is None:

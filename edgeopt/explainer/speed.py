@@ -34,7 +34,8 @@ def _section(row, base, report, machine) -> dict:
         "p50_ms": (row.latency or {}).get("p50_ms"), "baseline": base.artifact if base else None,
         "baseline_p50_ms": (base.latency or {}).get("p50_ms") if base else None,
         "speedup": sp.get("ratio"), "speedup_ci95": sp.get("ci95"), "within_noise": sp.get("within_noise"),
-        "slower": bool(sp.get("ratio") and sp["ratio"] < 1 and not sp.get("within_noise")),
+        # Slower at the median; `within_noise` says when the ratio's 95% interval still contains 1.
+        "slower": bool(sp.get("ratio") and sp["ratio"] < 1),
         "profile": mine, "baseline_profile": theirs, "cpu": cpu_features(machine),
         "profile_error": (row.profile or {}).get("error") if row.profile else "no profile in this report",
     }
@@ -75,6 +76,10 @@ def verdict(row, s) -> str:
     where = f"{s['runtime']}, {s['threads']} thread{'s' if s['threads'] != 1 else ''}, {row.target}" + \
         (" (emulated)" if s["emulated"] else "")
     head = f"{row.artifact} is {s['speedup']:.2f}x its fp32 parent here ({where})"
+    if s.get("within_noise"):
+        lo, hi = s.get("speedup_ci95") or (None, None)
+        head += (f", within noise (the ratio's 95% interval, {lo:.2f}-{hi:.2f}, contains 1)" if lo is not None
+                 else ", within noise")
     p = s["profile"]
     if not p:
         return head + f"; no per-operator profile to say why ({s['profile_error']})"

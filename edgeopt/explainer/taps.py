@@ -170,6 +170,8 @@ class OnnxTaps:
             name = node.output[0]
             if node.op_type == "QuantizeLinear" and not name.endswith("_quantized"):
                 continue  # QDQ: the value the next op sees is read at the DequantizeLinear output
+            if node.op_type == "DynamicQuantizeLinear":
+                continue  # dynamic int8 made at run time for the next MatMulInteger: its float input is the layer's
             if name.endswith(QUANT_INPUT_SUFFIX):
                 name_for_layer = name[: -len(QUANT_INPUT_SUFFIX)]
             else:
