@@ -43,10 +43,13 @@ def _convert(args):
                        train=args.train, out=args.out, reuse=not args.no_reuse, progress=not args.quiet,
                        trust_model_code=args.trust_model_code)
     print(conversion_table(manifest))
+    kept = len(manifest.artifacts) - len(manifest.of_run())
+    if kept:
+        print(f"({kept} of these records were made by earlier runs into {args.out} and are kept)")
     from ..explainer.hooks import after_convert
 
     after_convert(manifest, args.explain)
-    return 0 if all(a.status != "failed" for a in manifest.artifacts) else 1
+    return 0 if all(a.status != "failed" for a in manifest.of_run()) else 1
 
 
 def _apply_flags(recipe: dict, args) -> dict:

@@ -15,7 +15,8 @@ from ..errors import EdgeoptError
 
 
 def after_convert(manifest, mode=None, log=print):
-    failed = [a.id for a in manifest.artifacts if a.format in ("tflite", "onnx") and a.precision != "fp32"
+    # only this run's files: records kept from earlier runs into the folder were explained then
+    failed = [a.id for a in manifest.of_run() if a.format in ("tflite", "onnx") and a.precision != "fp32"
               and a.check and not a.check.get("passed", True) and a.path]
     if mode is False or (mode is None and not failed):
         return None
