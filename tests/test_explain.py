@@ -163,7 +163,7 @@ def test_node_data_matches_the_graphs_model_explorer_builds(request, run, kind):
     out, explained = request.getfixturevalue(run)
     for f in explained["files"]:
         adapter = BuiltinTfliteFlatbufferAdapter() if f["format"] == "tflite" else ONNXAdapter()
-        built = adapter.convert(str(out / f["id"]), {})
+        built = adapter.convert(f["path"], {})
         graphs = built["graphCollections"][0].graphs if "graphCollections" in built else built["graphs"]
         ids = {_get(g, "id"): {_get(n, "id") for n in _get(g, "nodes")} for g in graphs}
         for name in [f["node_data"][kind]]:
