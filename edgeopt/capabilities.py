@@ -20,6 +20,9 @@ class Capability:
 _TFLITE_IO = ("int8", "uint8", "float32")
 _ORT_CALIBRATION = ("minmax", "entropy", "percentile")
 _ORT_QUANT_FORMATS = ("qdq", "qoperator")
+_FALLBACK = (("none", "auto"), "none",
+             "auto: when the file fails its check, keep the fewest layers in float (chosen by per-layer error) "
+             "until it passes, and record which and why")
 
 CAPABILITIES = [
     Capability("tflite", "fp32", False, "TFLiteConverter", "float32 weights and activations; the reference export"),
@@ -34,6 +37,7 @@ CAPABILITIES = [
         options={
             "io_type": (_TFLITE_IO, "int8", "dtype of the model's inputs and outputs"),
             "allow_float_ops": (bool, False, "accept ops left in float instead of failing"),
+            "fallback": _FALLBACK,
         },
     ),
     Capability(
@@ -53,6 +57,7 @@ CAPABILITIES = [
             "quant_format": (_ORT_QUANT_FORMATS, "qdq", "QDQ (QuantizeLinear/DequantizeLinear pairs) or QOperator"),
             "per_channel": (bool, True, "one scale per output channel of each weight"),
             "calibration_method": (_ORT_CALIBRATION, "minmax", "how activation ranges are chosen"),
+            "fallback": _FALLBACK,
         },
     ),
 ]

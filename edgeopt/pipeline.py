@@ -198,7 +198,8 @@ class _Run:
         for spec in self.recipe.exports:
             if spec.format == "tflite":
                 self._step(spec.format, spec.precision, spec.options, "tflite-convert", parent_id, parent_key,
-                           lambda s=spec: self._tflite(serving, s), batch=serving.batch)
+                           lambda s=spec: self._tflite(serving, s), batch=serving.batch,
+                           fallback=self._fallback_plan(spec, serving=serving))
             else:
                 opset = spec.options["opset"]
                 if opset not in onnx_parents:
@@ -291,10 +292,20 @@ class _Run:
             build = lambda: onnx_quant.quantize_static(parent_path, self.data["calibration"], spec.options)  # noqa: E731
         else:
             build = lambda: onnx_quant.quantize_dynamic(parent_path)  # noqa: E731
-        self._step("onnx", spec.precision, spec.options, "onnx-quantize", fp32_record.id, fp32_record.sha256, build)
+        self._step("onnx", spec.precision, spec.options, "onnx-quantize", fp32_record.id, fp32_record.sha256, build,
+                   fallback=self._fallback_plan(spec, fp32_path=parent_path))
+
+    def _fallback_plan(self, spec, **source):
+        """converter/auto_fallback.py's plan when the export asks for `fallback: auto`, else None."""
+        from .converter.auto_fallback import plan_for
+
+        return plan_for(spec.format, spec.options, calibration=self.data["calibration"],
+                        keras3=self.loaded.info.get("loader") == "keras3",
+                        output_layers=[o["name"] for o in self.output_specs], **source)
 
     # ---- one export: reuse, build, write, inspect, check ------------------------------------------
-    def _step(self, fmt, precision, options, stage, parent_id, parent_key, build, batch=None) -> Artifact:
+    def _step(self, fmt, precision, options, stage, parent_id, parent_key, build, batch=None,
+              fallback=None) -> Artifact:
         from .converter.tflite import PartialQuantization
 
         art_id = export_name(self.name, fmt, precision, options)
@@ -316,6 +327,11 @@ class _Run:
             art.facts = facts
             staged = self.folder.stage_bytes(art_id, blob)
             self._inspect_and_check(art, staged)
+            if fallback is not None and not art.ok:  # `fallback: auto`: keep the fewest layers float until it passes
+                from .converter.auto_fallback import apply
+
+                staged = apply(fallback, art, staged, self.data["evaluation"].x, self._inspect_and_check,
+                               lambda b: self.folder.stage_bytes(art_id, b), self.log)
         except PartialQuantization as e:
             staged = self.folder.stage_bytes(art_id, e.model_bytes)  # kept for inspection, marked failed
             self._inspect_and_check(art, staged)

@@ -27,16 +27,16 @@ def candidate_sets(records: list, first_divergent=None) -> list:
     until they added half the error (at most three).
     """
     ranked = [r for r in sorted(records, key=lambda r: -r.get("error_share", 0.0))
-              if r.get("error_share", 0.0) > 0 and _can_stay_float(r)]
+              if r.get("error_share", 0.0) > 0 and can_stay_float(r)]
     if not ranked:
         return []
     worst = ranked[0]["layer"]
     sets = [[worst]]
     order = [r["layer"] for r in records]
-    after = next((r["layer"] for r in records[order.index(worst) + 1:] if _can_stay_float(r)), None)
+    after = next((r["layer"] for r in records[order.index(worst) + 1:] if can_stay_float(r)), None)
     if after:
         sets.append([worst, after])
-    first = next((r for r in records if r["layer"] == first_divergent and _can_stay_float(r)), None)
+    first = next((r for r in records if r["layer"] == first_divergent and can_stay_float(r)), None)
     chosen, share = ([first["layer"]], first.get("error_share", 0.0)) if first else ([], 0.0)
     for r in ranked[:MAX_LAYERS]:
         if share >= 0.5 or len(chosen) >= MAX_LAYERS:
@@ -49,7 +49,7 @@ def candidate_sets(records: list, first_divergent=None) -> list:
     return sets
 
 
-def _can_stay_float(record) -> bool:
+def can_stay_float(record) -> bool:
     op = record.get("float_op") or record.get("op") or ""
     return op not in _DATA_MOVEMENT and family(op) != "layout"
 
