@@ -103,7 +103,9 @@ def _e(text) -> str:
 # ---- the two pages -----------------------------------------------------------------------------------------
 def report_page(report, folder) -> str:
     """The benchmark report (report.json) as a page: headline, the table, problems, plots."""
-    from .bench.report import HEADERS, _row_cells, headline, problems, short_names, what_it_bought
+    from .bench.machines import machine_rows
+    from .bench.report import HEADERS, SIZE_TITLE, _row_cells, headline, problems, short_names, size_notes, \
+        what_it_bought
 
     names = short_names([r.artifact for r in report.rows])
     rows = [_row_cells(r, names) for r in report.rows]
@@ -118,6 +120,14 @@ def report_page(report, folder) -> str:
     found = problems(report)
     if found:
         sections.append(("Problems", [("p", f"{where}: {what}") for where, what in found]))
+    notes = size_notes(report)
+    if notes:
+        sections.append((SIZE_TITLE, [("p", n) for n in notes]))
+    if report.targets:  # as report.md's machines table: one column per target
+        columns = [machine_rows(t) for t in report.targets]
+        keys = [k for k in columns[0] if any(c.get(k) not in (None, "") for c in columns)]
+        rows = [[k, *["-" if c.get(k) in (None, "") else str(c[k]) for c in columns]] for k in keys]
+        sections.append(("Machines", [("table", ["", *[t["name"] for t in report.targets]], rows, set())]))
     plots = [("img", Path(folder) / v, k) for k, v in report.files.items() if k.startswith("plot")]
     if plots:
         sections.append(("Plots", plots))

@@ -67,3 +67,23 @@ def test_candidate_sets_come_smallest_first_and_follow_each_worst_layer():
     assert [len(s) for s in sets] == sorted(len(s) for s in sets)
     assert ["b", "c"] in sets and not any("pool" in s for s in sets)  # the layer after the worst one is a candidate
     assert {x for s in sets for x in s} == {"a", "b", "c", "d"}
+
+
+def test_an_export_that_cannot_be_searched_stays_failed_and_says_why(tmp_path):
+    from edgeopt.converter.auto_fallback import Plan, apply
+    from edgeopt.manifest import Artifact
+
+    art = Artifact(id="m.int8.fallback-auto.tflite", path="m.int8.fallback-auto.tflite", format="tflite",
+                   precision="int8", stage="tflite-convert", parent=None, status="failed",
+                   error="check against the Keras model failed: output 0: cosine similarity 0.5 below 0.98",
+                   check={"passed": False, "problems": ["output 0: cosine similarity 0.5 below 0.98"], "outputs": []})
+    plan = Plan(None, None, ".tflite", False, [], not_searched="the model is traced at a fixed batch of 1")
+    staged = tmp_path / "m.int8.fallback-auto.tflite.part"
+    assert apply(plan, art, staged, [], inspect=None, stage=None, log=lambda *_: None) == staged
+    assert art.status == "failed" and art.error.endswith("fallback: auto did not search: the model is traced at a "
+                                                          "fixed batch of 1")
+    assert art.facts["fallback"] == {"mode": "auto", "result": "not searched", "tries": [],
+                                     "why": "the model is traced at a fixed batch of 1",
+                                     "original": {"passed": False, "relative_max_error": None, "accuracy": None,
+                                                  "top1_agreement": None,
+                                                  "problems": ["output 0: cosine similarity 0.5 below 0.98"]}}

@@ -91,8 +91,8 @@ def apply(plan: Plan, art, staged: Path, inputs: list, inspect, stage, log=print
     try:
         found = _search(plan, staged, inputs, art, inspect, record, log)
     except Exception as e:  # the search is a repair: its own failure leaves the original file and says why
-        record.update(result="search failed", why=f"{type(e).__name__}: {str(e)[:300]}",
-                      traceback=traceback.format_exc(limit=4))
+        record.update(result="search failed", why=f"{type(e).__name__}: {str(e)[:300]}")
+        art.notes.append(traceback.format_exc(limit=4))
         art.error += f"; fallback: auto failed ({record['why']})"
         return staged
     if found is None:
