@@ -67,5 +67,12 @@ def diagnose_parity(*args, **kwargs):
     return _diagnose(*args, **kwargs)
 
 
+def explain(*args, **kwargs):
+    """Why each quantized file lost accuracy or speed; see edgeopt.explainer.run.explain for the arguments."""
+    from .explainer.run import explain as _explain
+
+    return _explain(*args, **kwargs)
+
+
 from .bench.report import Report, Row  # noqa: E402,F401
 from .recipe import Recipe, load_recipe  # noqa: E402,F401

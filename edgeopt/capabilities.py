@@ -21,6 +21,9 @@ _TFLITE_IO = ("int8", "uint8", "float32")
 _ORT_CALIBRATION = ("minmax", "entropy", "percentile")
 _ORT_QUANT_FORMATS = ("qdq", "qoperator")
 _ORT_INT8_VARIANTS = ("auto", "s8", "reduce_range", "u8u8")
+_FALLBACK = (("none", "auto"), "none",
+             "auto: when the file fails its check, keep the fewest layers in float (chosen by per-layer error) "
+             "until it passes, and record which and why")
 
 CAPABILITIES = [
     Capability("tflite", "fp32", False, "TFLiteConverter", "float32 weights and activations; the reference export"),
@@ -35,6 +38,7 @@ CAPABILITIES = [
         options={
             "io_type": (_TFLITE_IO, "int8", "dtype of the model's inputs and outputs"),
             "allow_float_ops": (bool, False, "accept ops left in float instead of failing"),
+            "fallback": _FALLBACK,
         },
     ),
     Capability(
@@ -58,6 +62,7 @@ CAPABILITIES = [
                              "weights for the CPUs it will run on: s8 (full range; saturates on x86 without VNNI), "
                              "reduce_range (7-bit), u8u8 (QDQ only); auto: chosen for the recipe's targets, "
                              "else portable"),
+            "fallback": _FALLBACK,
         },
     ),
 ]

@@ -88,7 +88,8 @@ def survey_one(path, out, recipe, trust, timeout_s) -> dict:
     """One model's row: converted in a child `edgeopt convert`, described from its manifest."""
     row = {"model": path.stem, "file": path.name, **describe_file(path)}
     cmd = [sys.executable, "-m", "edgeopt.cli", "convert", str(path), "--recipe", str(recipe), "--out", str(out),
-           "--calibration", "synthetic", "--evaluation", "synthetic", "--quiet", "--no-reuse"]
+           "--calibration", "synthetic", "--evaluation", "synthetic", "--quiet", "--no-reuse",
+           "--no-explain"]  # a survey row is the conversion; `edgeopt explain` a folder for the why
     if trust:
         cmd.append("--trust-model-code")
     manifest = Path(out) / MANIFEST_NAME

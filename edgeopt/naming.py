@@ -13,6 +13,7 @@ _TAGS = {
     "allow_float_ops": lambda v: "mixed" if v else "full-int",
     "opset": lambda v: f"opset{v}",
     "int8_variant": lambda v: v.replace("_", "-"),
+    "fallback": lambda v: f"fallback-{v}",
 }
 
 

@@ -198,7 +198,8 @@ class _Run:
         for spec in self.recipe.exports:
             if spec.format == "tflite":
                 self._step(spec.format, spec.precision, spec.options, "tflite-convert", parent_id, parent_key,
-                           lambda s=spec: self._tflite(serving, s), batch=serving.batch)
+                           lambda s=spec: self._tflite(serving, s), batch=serving.batch,
+                           fallback=self._fallback_plan(spec, serving=serving))
             else:
                 opset = spec.options["opset"]
                 if opset not in onnx_parents:
@@ -306,14 +307,24 @@ class _Run:
         else:
             build = lambda: onnx_quant.quantize_dynamic(parent_path)  # noqa: E731
         art = self._step("onnx", spec.precision, options, "onnx-quantize", fp32_record.id, fp32_record.sha256, build,
-                         name_options=spec.options)
+                         name_options=spec.options, fallback=self._fallback_plan(spec, options, fp32_path=parent_path))
         if spec.precision == "int8" and art.ok and art.facts.get("int8_variant") != choice:
             art.facts["int8_variant"] = choice  # reused for other targets that need the same variant: say so
             self.manifest = self.folder.publish(self.manifest, [(art, None)])
 
+    def _fallback_plan(self, spec, options=None, **source):
+        """converter/auto_fallback.py's plan when the export asks for `fallback: auto`, else None.
+
+        `options`: the export's options as resolved (an ONNX `int8_variant: auto` made concrete)."""
+        from .converter.auto_fallback import plan_for
+
+        return plan_for(spec.format, options or spec.options, calibration=self.data["calibration"],
+                        keras3=self.loaded.info.get("loader") == "keras3",
+                        output_layers=[o["name"] for o in self.output_specs], **source)
+
     # ---- one export: reuse, build, write, inspect, check ------------------------------------------
     def _step(self, fmt, precision, options, stage, parent_id, parent_key, build, batch=None,
-              name_options=None) -> Artifact:
+              name_options=None, fallback=None) -> Artifact:
         """`name_options`: the options as asked (the file name says what the user chose, not what `auto` became)."""
         from .converter.tflite import PartialQuantization
 
@@ -336,6 +347,11 @@ class _Run:
             art.facts = facts
             staged = self.folder.stage_bytes(art_id, blob)
             self._inspect_and_check(art, staged)
+            if fallback is not None and not art.ok:  # `fallback: auto`: keep the fewest layers float until it passes
+                from .converter.auto_fallback import apply
+
+                staged = apply(fallback, art, staged, self.data["evaluation"].x, self._inspect_and_check,
+                               lambda b: self.folder.stage_bytes(art_id, b), self.log)
         except PartialQuantization as e:
             staged = self.folder.stage_bytes(art_id, e.model_bytes)  # kept for inspection, marked failed
             self._inspect_and_check(art, staged)

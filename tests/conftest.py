@@ -101,3 +101,34 @@ def x86_avx2_emulator():
         if os.environ.get("CI"):
             pytest.fail(f"CI must run the x86-64-avx2 tests, but its emulator cannot be set up: {e}")
         pytest.skip(f"no x86-64-avx2 emulator ({e})")
+
+
+BAD_LAYER = "bad"  # the layer of bad_layer_h5 that int8 breaks
+
+
+@pytest.fixture(scope="session")
+def bad_layer_h5(tmp_path_factory):
+    """A digits MLP whose layer `bad` has one channel spanning 1000x the others (int8 crushes the rest)."""
+    from edgeopt import data
+    from edgeopt.converter.keras_io import tf_keras
+    from edgeopt.converter.reference_models import train_classifier
+
+    keras = tf_keras()
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((8, 8, 1), name="image"), keras.layers.Flatten(name="flatten"),
+        keras.layers.Dense(32, activation="relu", name="dense_a"),
+        keras.layers.Dense(32, activation="relu", name=BAD_LAYER),
+        keras.layers.Dense(10, name="logits")], name="bad_channel")
+    model = train_classifier(model, data.digits("train"), epochs=8, progress=False)
+    # ReLU is positively homogeneous: channel 0 of `bad` x1000, its weights into `logits` /1000 -> same function.
+    w, b = model.get_layer(BAD_LAYER).get_weights()
+    w[:, 0] *= 1000.0
+    b[0] *= 1000.0
+    model.get_layer(BAD_LAYER).set_weights([w, b])
+    w, b = model.get_layer("logits").get_weights()
+    w[0, :] /= 1000.0
+    model.get_layer("logits").set_weights([w, b])
+    path = tmp_path_factory.mktemp("bad") / "bad_channel.h5"
+    model.save(path)
+    return path

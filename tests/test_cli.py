@@ -112,7 +112,7 @@ def test_a_failed_artifact_makes_convert_exit_1(tmp_path):
         "exports: [{format: tflite, precision: fp32}, {format: tflite, precision: int8}]\n"
     )
     result = edgeopt("convert", tmp_path / "m.h5", "--recipe", tmp_path / "strict.yaml",
-                     "--calibration", tmp_path / "calib.npz", "--out", tmp_path / "out", "--quiet")
+                     "--calibration", tmp_path / "calib.npz", "--out", tmp_path / "out", "--quiet", "--no-explain")
     assert result.returncode == 1
     assert "cosine similarity" in result.stdout and "failed" in result.stdout
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())

@@ -54,7 +54,8 @@ class Candidate:
 
 @in_private_tempdir
 def benchmark(source, *, targets=("local",), threads=None, rounds=3, timing=None, evaluation=None,
-              samples=1000, baseline=None, metric=None, out=None, progress=True, log=print) -> Report:
+              samples=1000, baseline=None, metric=None, out=None, progress=True, log=print,
+              profile=True) -> Report:
     """Measure latency, memory and accuracy of every model in `source`; write report.json/.md and plots.
 
     Args:
@@ -70,6 +71,8 @@ def benchmark(source, *, targets=("local",), threads=None, rounds=3, timing=None
         metric: 'module:function' or callable(outputs, labels) -> float; default top-1 accuracy.
         out: folder for report.json, report.md and the plots (default: the folder benchmarked, else
             edgeopt-bench).
+        profile: also measure per-operator time (onnxruntime's and LiteRT's profilers, once per file,
+            target and thread count, after its timed runs), kept in each row's `profile` for explain.
 
     Example:
         >>> report = edgeopt.benchmark("edgeopt-demo", threads=[1])  # doctest: +SKIP
@@ -93,7 +96,8 @@ def benchmark(source, *, targets=("local",), threads=None, rounds=3, timing=None
         repair_on_start(out, log)
     resolved = [parse_target(t) for t in (targets or ["local"])]
     report = Report(
-        settings={"threads": threads, "rounds": int(rounds), "timing": timing, "targets": [t.name for t in resolved]},
+        settings={"threads": threads, "rounds": int(rounds), "timing": timing, "targets": [t.name for t in resolved],
+                  "profile": bool(profile)},
         evaluation=data.describe(),
         reference=data.reference_summary(manifest),
         source=str(manifest.root) if manifest else None,
@@ -101,7 +105,8 @@ def benchmark(source, *, targets=("local",), threads=None, rounds=3, timing=None
     )
     work = {}  # (target, artifact, threads) -> bootstrap draws and outputs, used for the comparisons
     for target in resolved:
-        work.update(_run_target(report, target, candidates, data, threads, int(rounds), timing, progress, log))
+        work.update(_run_target(report, target, candidates, data, threads, int(rounds), timing, progress, log,
+                                profile))
     finish(report, work, data, baseline, metric, {c.id: c.made_for for c in candidates if c.made_for})
     _write(report, out, log)
     return report
@@ -210,13 +215,13 @@ def _from_file(path: Path) -> Candidate:
 
 
 # ---- running on a target ---------------------------------------------------------------------------
-def _run_target(report, target, candidates, data, threads, rounds, timing, progress, log):
+def _run_target(report, target, candidates, data, threads, rounds, timing, progress, log, profile):
     record = {**target.describe(), "status": "ok", "error": None, "machine": None, "seconds": None}
     report.targets.append(record)
     runnable = [c for c in candidates if not c.skip_reason]
     bundle = Path(tempfile.mkdtemp(prefix="edgeopt-bench-"))
     try:
-        plan = _write_bundle(bundle, runnable, data, threads, rounds, timing)
+        plan = _write_bundle(bundle, runnable, data, threads, rounds, timing, profile)
         bar = Progress(len(plan["jobs"]) * rounds, f"benchmark on {target.name}", unit="run",
                        enabled=progress and bool(plan["jobs"]))
         # Every job may use its own timeout in the runner; past all of them together, the target hangs.
@@ -243,7 +248,7 @@ def _run_target(report, target, candidates, data, threads, rounds, timing, progr
     return work
 
 
-def _write_bundle(bundle, candidates, data, threads, rounds, timing) -> dict:
+def _write_bundle(bundle, candidates, data, threads, rounds, timing, profile=True) -> dict:
     shutil.copytree(DEVICE_DIR, bundle / "device", ignore=shutil.ignore_patterns("__pycache__"))
     (bundle / "models").mkdir()
     jobs = []
@@ -253,7 +258,7 @@ def _write_bundle(bundle, candidates, data, threads, rounds, timing) -> dict:
         inputs = data.write_inputs(bundle, c)
         for i, t in enumerate(threads):
             jobs.append({"id": c.id, "model": f"models/{name}", "threads": t, "inputs": inputs,
-                         "timing": timing, "save_outputs": i == 0})
+                         "timing": timing, "save_outputs": i == 0, "profile": bool(profile)})
     plan = {"jobs": jobs, "rounds": rounds, "job_timeout_seconds": timing["max_seconds"] * 2 + 120}
     write_json_atomic(bundle / "plan.json", plan)
     return plan
@@ -320,6 +325,7 @@ def _fill(row, measured, bundle) -> dict:
     row.memory_mb = {k: _median_mb([x[k] for x in mem]) for k in ("peak", "load_delta", "run_delta")}
     if row.macs:
         row.gmacs_per_s = row.macs / (row.latency["p50_ms"] / 1000) / 1e9
+    row.profile = next((m["profile"] for m in measured if m.get("profile")), None)
     work = {"draws": pooled["draws"], "output_specs": measured[0]["outputs"]}
     outputs = next((m.get("outputs_file") for m in measured if m.get("outputs_file")), None)
     if outputs:

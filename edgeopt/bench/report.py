@@ -17,7 +17,7 @@ from .machines import machines_table
 
 SCHEMA = "edgeopt.bench.report"
 SCHEMA_VERSION = 1
-REPORT_JSON, REPORT_MD = "report.json", "report.md"
+REPORT_JSON, REPORT_MD, REPORT_HTML = "report.json", "report.md", "report.html"
 SIZE_TITLE = "Why some int8 files are not smaller"
 
 
@@ -49,6 +49,7 @@ class Row:
     accuracy: dict | None = None  # metric, value, delta_points vs baseline, agreement figures
     parity: dict | None = None  # outputs on this target vs the judge of its file (see crosscheck.py)
     warnings: list = field(default_factory=list)  # e.g. a file on a CPU whose int8 kernels it was not made for
+    profile: dict | None = None  # per-operator times from the runtime's profiler (bench/device/op_profile.py)
     size_note: str | None = None  # why a quantized file is not smaller than its baseline (bench/filebytes.py)
 
     @property
@@ -108,10 +109,14 @@ class Report:
         return found + [(f"{r.target} {r.artifact} threads={r.threads}", w) for r in self.rows for w in r.warnings]
 
     def save(self, folder) -> dict:
+        from ..html import report_page
+
         folder = Path(folder)
-        self.files.update({"json": REPORT_JSON, "markdown": REPORT_MD})
+        self.files.update({"json": REPORT_JSON, "markdown": REPORT_MD, "html": REPORT_HTML})
         write_text_atomic(folder / REPORT_MD, markdown(self))
+        write_text_atomic(folder / REPORT_HTML, report_page(self, folder))  # plots inline: one file to share
         write_json_atomic(folder / REPORT_JSON, self.to_dict())
+        self.saved_to = folder  # not a field: where this report lives, for explain to read it back
         return {k: folder / v for k, v in self.files.items()}
 
 

@@ -8,6 +8,7 @@ or a file runs on a CPU it was not made for).
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 FAILED_EXIT, REGRESSION_EXIT, WARNING_EXIT = 1, 3, 4
@@ -37,6 +38,8 @@ def add(sub):
     p.add_argument("--strict", action="store_true",
                    help=f"parity warnings fail the run (exit {FAILED_EXIT} instead of {WARNING_EXIT})")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--explain", action=argparse.BooleanOptionalAction, default=None,
+                   help="explain every quantized file (--no-explain: none); default: those slower than fp32")
     p.set_defaults(func=_bench)
 
 
@@ -57,6 +60,9 @@ def _bench(args):
                        rounds=args.rounds, timing=timing, evaluation=args.evaluation, samples=args.samples,
                        baseline=args.baseline, metric=args.metric, out=args.out, progress=not args.quiet)
     print(console(report))
+    from ..explainer.hooks import after_bench
+
+    after_bench(report, _manifest_of(args.models), args.explain)
     code = exit_code(report, args.strict)
     if old is not None:
         found = find_regressions(old, report, limit or float("inf"), args.accuracy_tolerance)
@@ -76,6 +82,17 @@ def exit_code(report, strict=False) -> int:
     if report.warnings():
         return FAILED_EXIT if strict else WARNING_EXIT
     return 0
+
+
+def _manifest_of(models):
+    from pathlib import Path
+
+    from ..manifest import MANIFEST_NAME, Manifest
+
+    folder = Path(models[0]) if len(models) == 1 else None
+    if folder is not None and folder.name == MANIFEST_NAME:
+        folder = folder.parent
+    return Manifest.load(folder) if folder is not None and (folder / MANIFEST_NAME).exists() else None
 
 
 def _threads(text):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from .tf_log import add_verbose_flag, tensorflow_output_kept, where_the_log_is
@@ -31,6 +32,8 @@ def add(sub):
                    help="load Lambda layers and custom classes: this runs code stored in the model file")
     p.add_argument("--no-reuse", action="store_true", help="redo every step even if an earlier run matches")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--explain", action=argparse.BooleanOptionalAction, default=None,
+                   help="explain every quantized file (--no-explain: none); default: only those that fail their check")
     add_verbose_flag(p)
     p.set_defaults(func=_convert)
 
@@ -51,6 +54,9 @@ def _convert(args):
     if kept:
         print(f"({kept} of these records were made by earlier runs into {args.out} and are kept)")
     print(where_the_log_is(args.out, args.verbose))
+    from ..explainer.hooks import after_convert
+
+    after_convert(manifest, args.explain)
     return 0 if all(a.status != "failed" for a in manifest.of_run()) else 1
 
 

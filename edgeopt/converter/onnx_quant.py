@@ -17,8 +17,11 @@ _COMPUTE_OPS = {"Conv", "MatMul", "Gemm", "ConvTranspose"}
 _QUANTIZED_COMPUTE_OPS = {"QLinearConv", "QLinearMatMul", "QGemm", "ConvInteger", "MatMulInteger", "DynamicQuantizeMatMul"}
 
 
-def quantize_static(fp32_path, calibration, options: dict) -> tuple[bytes, dict]:
-    """Calibrated int8 of `fp32_path`; returns (model bytes, facts for the manifest)."""
+def quantize_static(fp32_path, calibration, options: dict, nodes_to_exclude=None) -> tuple[bytes, dict]:
+    """Calibrated int8 of `fp32_path`; returns (model bytes, facts for the manifest).
+
+    `nodes_to_exclude`: node names (of the preprocessed graph) to keep in float (converter.selective).
+    """
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat
     from onnxruntime.quantization import quantize_static as ort_quantize_static
 
@@ -45,7 +48,8 @@ def quantize_static(fp32_path, calibration, options: dict) -> tuple[bytes, dict]
                 str(source), str(out), Reader(_input_names(source)),
                 quant_format=QuantFormat.QDQ if qdq else QuantFormat.QOperator,
                 per_channel=bool(options.get("per_channel", True)), calibrate_method=method,
-                extra_options={"CalibTensorRangeSymmetric": False}, **types,
+                extra_options={"CalibTensorRangeSymmetric": False}, nodes_to_exclude=list(nodes_to_exclude or []),
+                **types,
             )
         except Exception as e:  # ORT raises bare Exceptions for unsupported graphs
             raise ConversionError(f"onnxruntime static quantization failed: {type(e).__name__}: {e}") from None
@@ -55,7 +59,7 @@ def quantize_static(fp32_path, calibration, options: dict) -> tuple[bytes, dict]
     return data, facts
 
 
-def quantize_dynamic(fp32_path) -> tuple[bytes, dict]:
+def quantize_dynamic(fp32_path, nodes_to_exclude=None) -> tuple[bytes, dict]:
     """int8 weights of MatMul/Gemm with activations quantized at run time.
 
     Conv is left in float: ORT's CPU ConvInteger has no kernel for int8 weights, so quantizing it
@@ -69,7 +73,7 @@ def quantize_dynamic(fp32_path) -> tuple[bytes, dict]:
         out = Path(tmp) / "quantized.onnx"
         try:
             ort_quantize_dynamic(str(fp32_path), str(out), weight_type=QuantType.QInt8,
-                                 op_types_to_quantize=["MatMul", "Gemm"])
+                                 op_types_to_quantize=["MatMul", "Gemm"], nodes_to_exclude=list(nodes_to_exclude or []))
         except Exception as e:
             raise ConversionError(f"onnxruntime dynamic quantization failed: {type(e).__name__}: {e}") from None
         data = out.read_bytes()

@@ -44,22 +44,10 @@ def convert(serving, precision: str, options: dict, calibration=None, sparse=Fal
 
 def configure_and_convert(converter, precision, options, calibration, batch, sparse=False) -> bytes:
     """Set `converter` up for `precision`, convert, and refuse an int8 model that left ops in float."""
-    import tensorflow as tf
-
-    if precision == "fp16":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.target_spec.supported_types = [tf.float16]
-    elif precision == "int8-dynamic":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    elif precision == "int8":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = _representative(calibration, batch)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        io = options.get("io_type", "int8")
-        if io != "float32":
-            converter.inference_input_type = getattr(tf, _IO_TYPES[io])
-            converter.inference_output_type = getattr(tf, _IO_TYPES[io])
+    configure(converter, precision, options, calibration, batch)
     if sparse:
+        import tensorflow as tf
+
         converter.optimizations = list(converter.optimizations) + [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
     try:
         data = converter.convert()
@@ -76,6 +64,26 @@ def configure_and_convert(converter, precision, options, calibration, batch, spa
                 data,
             )
     return data
+
+
+def configure(converter, precision, options, calibration, batch):
+    """Set a TFLiteConverter's optimizations, calibration and I/O types for `precision` (no conversion)."""
+    import tensorflow as tf
+
+    if precision == "fp16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif precision == "int8-dynamic":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif precision == "int8":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = _representative(calibration, batch)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        io = options.get("io_type", "int8")
+        if io != "float32":
+            converter.inference_input_type = getattr(tf, _IO_TYPES[io])
+            converter.inference_output_type = getattr(tf, _IO_TYPES[io])
+    return converter
 
 
 class PartialQuantization(ConversionError):

@@ -78,6 +78,7 @@ def _run_job(folder, job, rnd, worker_command, timeout) -> dict:
         # Outputs once per job (first round): accuracy does not change between rounds.
         "outputs": os.path.join(folder, "outputs", f"{_safe(job['id'])}.t{job.get('threads') or 'auto'}.npz")
         if job.get("save_outputs") and rnd == 0 else None,
+        "profile": job.get("profile") if rnd == 0 else None,  # per-operator times once, like the outputs
     }
     _write_json_atomic(job_file, concrete)
     base = {"id": job["id"], "threads": job.get("threads"), "round": rnd, "status": "failed"}

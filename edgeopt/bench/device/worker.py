@@ -123,7 +123,20 @@ def measure(job) -> dict:
         outputs = model.predict(inputs)
         np.savez(job["outputs"], **{f"y{i}": y for i, y in enumerate(outputs)})
         result["outputs_file"] = os.path.basename(job["outputs"])
+    if job.get("profile"):
+        result["profile"] = profile_safely(path, fmt, model, feed, job)
     return result
+
+
+def profile_safely(path, fmt, model, feed, job) -> dict:
+    """Per-operator times (after timing: profiling slows what it watches); a failure is noted, not fatal."""
+    try:
+        from op_profile import profile  # sibling module, imported only when asked for
+
+        return profile(path, fmt, model, feed, job.get("threads"), job.get("xnnpack", True),
+                       job["profile"] if isinstance(job["profile"], dict) else None)
+    except Exception as e:  # the timing above stands without it
+        return {"error": f"{type(e).__name__}: {str(e).strip()[:300]}"}
 
 
 def _delta(a, b):
