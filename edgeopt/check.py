@@ -57,6 +57,11 @@ def compare(reference, candidate, precision, labels=None, overrides=None) -> dic
             problems.append(f"output {i}: shape {got.shape} differs from the reference's {ref.shape}")
             per_output.append({"index": i, "shape": list(got.shape), "shape_ok": False})
             continue
+        blame = _non_finite_outputs(ref, got)
+        if blame:  # error figures over NaN mean nothing; say which side produced it
+            problems.append(f"output {i}: {blame}")
+            per_output.append({"index": i, "shape": list(got.shape), "shape_ok": True, "non_finite": blame})
+            continue
         diff = np.abs(ref - got)
         scale = max(1.0, float(np.abs(ref).max()))
         span = float(ref.max() - ref.min()) or 1.0
@@ -110,6 +115,18 @@ def compare(reference, candidate, precision, labels=None, overrides=None) -> dic
     result["passed"] = not problems
     result["problems"] = problems
     return result
+
+
+def _non_finite_outputs(ref, got) -> str | None:
+    """Who produced NaN/inf: the reference (the Keras model on these inputs) or the candidate file, or nobody."""
+    bad_ref, bad_got = int(np.sum(~np.isfinite(ref))), int(np.sum(~np.isfinite(got)))
+    if bad_ref:
+        return (f"the Keras model's own outputs hold {bad_ref} NaN/infinite value(s) on the evaluation inputs, so "
+                "nothing can be compared: the reference is at fault, not this file (check the model's weights, "
+                "and that the inputs are in the range it was trained on)")
+    if bad_got:
+        return f"{bad_got} NaN/infinite value(s) where the Keras model's outputs are finite"
+    return None
 
 
 def _first(values):

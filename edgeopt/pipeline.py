@@ -113,6 +113,11 @@ class _Run:
 
         self.input_specs, self.output_specs = input_specs(model), output_specs(model)
         self.data = self._load_data(sources)
+        labels_converted = None
+        if recipe.prune:  # labels that cannot train this model are refused here, before any work
+            from .converter.prune import prepare_training_labels
+
+            self.data["train"], labels_converted = prepare_training_labels(model, self.data["train"], recipe.prune)
         self.manifest = Manifest(
             source={k: v for k, v in loaded.info.items() if k not in ("inputs", "outputs")}
             | {"inputs": self.input_specs, "outputs": self.output_specs},
@@ -122,6 +127,9 @@ class _Run:
             tool_versions=self.versions,
             root=out,
         )
+        if labels_converted:
+            self.manifest.data["train"]["labels_converted"] = labels_converted
+            log(f"training labels: {labels_converted}")
 
     def _load_data(self, sources):
         from .converter.anatomy import input_ranges
@@ -139,7 +147,7 @@ class _Run:
                 continue
             ds = datalib.load(src, role)
             if ds is not None:
-                ds = datalib.check_against_inputs(ds, self.input_specs, role)
+                ds = datalib.check_finite(datalib.check_against_inputs(ds, self.input_specs, role), role)
                 if limits[role]:
                     ds = ds.take(limits[role], seed=r.seed)
             loaded[role] = ds
