@@ -147,6 +147,42 @@ def check_io(artifact_outputs: list, reference_outputs: list) -> list:
     return problems
 
 
+def run_file(path, xs, fixed_batch=None, input_names=None, output_names=None) -> dict:
+    """A .tflite/.onnx file's I/O specs and its outputs on `xs`, run with LiteRT or onnxruntime.
+
+    `xs` and the returned outputs are in the Keras model's order (`input_names`, `output_names`): a TFLite
+    file lists its inputs and outputs sorted by name, so they are matched by name where all names match.
+    A file traced at a fixed batch > 1 is fed whole batches. Runs in the converter process (see
+    converter.isolation), so a runtime that crashes on a converted file fails that file's check only.
+
+    Returns {"inputs": specs, "outputs": specs (both in the file's order), "keras_order_outputs": specs and
+    "got": outputs, both in the Keras order}.
+    """
+    from .bench.device.runtimes import ModelOpenError, open_model
+    from .errors import ConversionError
+
+    try:
+        m = open_model(str(path))
+    except ModelOpenError as e:
+        raise ConversionError(f"the converted file does not load: {e}") from None
+    feed = [xs[i] for i in _order(output=False, file_specs=m.input_specs, names=input_names)]
+    got = predict_at_batch(m, feed, fixed_batch) if fixed_batch and fixed_batch > 1 else m.predict(feed)
+    keras_order = _order(output=True, file_specs=m.output_specs, names=output_names)
+    return {"inputs": m.input_specs, "outputs": m.output_specs, "got": [got[i] for i in keras_order],
+            "keras_order_outputs": [m.output_specs[i] for i in keras_order]}
+
+
+def _order(output, file_specs, names):
+    """Inputs: for each file input, the index of its Keras input. Outputs: for each Keras output, its file index.
+
+    Positional (identity) unless the file's names are exactly the Keras names in another order.
+    """
+    file_names = [s["name"] for s in file_specs]
+    if not names or sorted(file_names) != sorted(names) or len(set(names)) != len(names):
+        return list(range(len(file_specs)))
+    return [file_names.index(n) for n in names] if output else [names.index(n) for n in file_names]
+
+
 def predict_at_batch(m, xs, batch):
     """Outputs of a file traced at a fixed batch > 1: whole batches, the last one padded and trimmed."""
     n, chunks = len(xs[0]), []

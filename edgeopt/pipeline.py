@@ -13,7 +13,7 @@ import traceback
 from pathlib import Path
 
 from . import data as datalib
-from .check import check_io, compare, predict_at_batch
+from .check import check_io, compare
 from .errors import ConversionError, DataError, EdgeoptError, RecipeError
 from .fileio import check_writable_dir, gzip_size, sha256_tree, tree_size, write_bytes_atomic
 from .manifest import MANIFEST_NAME, Artifact, Manifest
@@ -160,6 +160,14 @@ class _Run:
 
     # ---- the steps -------------------------------------------------------------------------------
     def execute(self) -> Manifest:
+        from .converter.isolation import ConverterProcess
+
+        with ConverterProcess() as self.converters:  # native converters run there: a crash costs one file
+            if self.recipe.exports:
+                self.converters.start()  # it imports TensorFlow while this process predicts and traces
+            return self._execute()
+
+    def _execute(self) -> Manifest:
         model = self.loaded.model
         base_key = self.loaded.info.get("sha256") or _model_fingerprint(model)
         # Keras' own names ('sequential_3') say little; the user's file name usually says more.
@@ -259,16 +267,14 @@ class _Run:
         from .converter import tflite
 
         facts = {"fixed_batch": serving.batch} if serving.batch else {}
-        return tflite.convert(serving, spec.precision, spec.options, self.data["calibration"]), facts
+        return tflite.convert(serving, self.converters, spec.precision, spec.options, self.data["calibration"]), facts
 
     def _onnx_export(self, serving, opset):
         from .converter import onnx_export
 
-        return onnx_export.export(serving, opset), {}
+        return onnx_export.export(serving, self.converters, opset), {}
 
     def _onnx_quantize(self, spec, fp32_record):
-        from .converter import onnx_quant
-
         if fp32_record.status != "ok" or not fp32_record.sha256:
             art = Artifact(id=export_name(self.name, "onnx", spec.precision, spec.options), path=None,
                            format="onnx", precision=spec.precision, stage="onnx-quantize", parent=fp32_record.id,
@@ -277,11 +283,14 @@ class _Run:
             self.manifest.put(art)
             self.manifest.save()
             return
-        parent_path = self.out / fp32_record.path
+        parent_path, what = str(self.out / fp32_record.path), f"onnxruntime {spec.precision} quantization"
         if spec.precision == "int8":
-            build = lambda: onnx_quant.quantize_static(parent_path, self.data["calibration"], spec.options)  # noqa: E731
+            build = lambda: self.converters.call(  # noqa: E731
+                "edgeopt.converter.onnx_quant:quantize_static", parent_path, self.data["calibration"], spec.options,
+                str(self.converters.scratch), what=what)
         else:
-            build = lambda: onnx_quant.quantize_dynamic(parent_path)  # noqa: E731
+            build = lambda: self.converters.call("edgeopt.converter.onnx_quant:quantize_dynamic",  # noqa: E731
+                                                 parent_path, what=what)
         self._step("onnx", spec.precision, spec.options, "onnx-quantize", fp32_record.id, fp32_record.sha256, build)
 
     # ---- one export: reuse, build, write, inspect, check ------------------------------------------
@@ -323,13 +332,14 @@ class _Run:
         return art
 
     def _inspect_and_check(self, art):
-        from .bench.device.runtimes import open_model
-
-        m = open_model(str(self.out / art.path))
-        art.inputs, art.outputs = m.input_specs, m.output_specs
         ev = self.data["evaluation"]
         fixed = (art.facts or {}).get("fixed_batch") or 1
-        got = predict_at_batch(m, ev.x, fixed) if fixed > 1 else m.predict(ev.x)
+        from .converter.serving import signature_names
+
+        ran = self.converters.call("edgeopt.check:run_file", str(self.out / art.path), ev.x, fixed,
+                                   *signature_names(self.input_specs, self.output_specs),
+                                   what=f"the check of {art.id} (running it)")
+        art.inputs, art.outputs, got = ran["inputs"], ran["outputs"], ran["got"]
         tolerances = self.recipe.check.tolerances
         synthetic = datalib.is_synthetic(ev)
         relaxed = synthetic and art.precision.startswith("int8") and \
@@ -339,7 +349,7 @@ class _Run:
             # the error and cosine bounds still apply.
             tolerances = {**tolerances, art.precision: {**tolerances.get(art.precision, {}), "min_top1_agreement": 0.0}}
         check = compare(self.reference, got, art.precision, ev.y, tolerances)
-        io_problems = check_io(m.output_specs, self.output_specs)
+        io_problems = check_io(ran["keras_order_outputs"], self.output_specs)
         check["problems"] = io_problems + check["problems"]
         check["passed"] = not check["problems"]
         if synthetic:

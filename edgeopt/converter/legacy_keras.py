@@ -31,8 +31,8 @@ def refuse_keras1(path, keras_version, config):
     )
     if foreign:
         names = ", ".join(repr(c.layer) for c in foreign)
-        message += (f". Its Lambda layer(s) {names} also hold Python bytecode marshalled by {foreign[0].bytecode_origin}, "
-                    f"which Python {THIS_PYTHON} cannot read even with --trust-model-code")
+        message += (f". Its Lambda layer(s) {names} also hold Python bytecode marshalled by "
+                    f"{foreign[0].bytecode_origin}, which Python {THIS_PYTHON} cannot read even with --trust-model-code")
     message += (
         ". What you can do: rebuild the architecture in current Keras code (Keras 1's Dense(output_dim) is "
         "Dense(units), Convolution2D(nb_filter, nb_row, nb_col) is Conv2D(filters, (rows, cols)), init= is "
