@@ -166,7 +166,8 @@ def run_file(path, xs, fixed_batch=None, input_names=None, output_names=None) ->
     except ModelOpenError as e:
         raise ConversionError(f"the converted file does not load: {e}") from None
     feed = [xs[i] for i in _order(output=False, file_specs=m.input_specs, names=input_names)]
-    got = predict_at_batch(m, feed, fixed_batch) if fixed_batch and fixed_batch > 1 else m.predict(feed)
+    # A small batch: a runtime keeps the arena of its largest batch (GBs for MobileNet at 64).
+    got = predict_at_batch(m, feed, fixed_batch) if fixed_batch and fixed_batch > 1 else m.predict(feed, batch_size=16)
     keras_order = _order(output=True, file_specs=m.output_specs, names=output_names)
     return {"inputs": m.input_specs, "outputs": m.output_specs, "got": [got[i] for i in keras_order],
             "keras_order_outputs": [m.output_specs[i] for i in keras_order]}

@@ -266,4 +266,4 @@ def save_npz(path, ds: Dataset, reference: list):
     else:
         arrays.update({f"reference{i}": r for i, r in enumerate(reference)})
     with atomic_path(path, suffix=".npz") as tmp:
-        np.savez_compressed(tmp, **arrays)
+        np.savez(tmp, **arrays)  # uncompressed: zlib on float inputs costs seconds and saves little

@@ -15,7 +15,7 @@ from pathlib import Path
 from . import data as datalib
 from .check import check_io, compare
 from .errors import ConversionError, DataError, EdgeoptError, RecipeError
-from .fileio import check_writable_dir, gzip_size, sha256_tree, tree_size, write_bytes_atomic
+from .fileio import check_writable_dir, gzip_size, release_memory, sha256_tree, tree_size, write_bytes_atomic
 from .manifest import MANIFEST_NAME, Artifact, Manifest
 from .naming import export_name, stem
 from .recipe import Recipe, build_recipe, load_recipe
@@ -332,10 +332,10 @@ class _Run:
         return art
 
     def _inspect_and_check(self, art):
-        ev = self.data["evaluation"]
-        fixed = (art.facts or {}).get("fixed_batch") or 1
         from .converter.serving import signature_names
 
+        ev = self.data["evaluation"]
+        fixed = (art.facts or {}).get("fixed_batch") or 1
         ran = self.converters.call("edgeopt.check:run_file", str(self.out / art.path), ev.x, fixed,
                                    *signature_names(self.input_specs, self.output_specs),
                                    what=f"the check of {art.id} (running it)")
@@ -385,7 +385,9 @@ class _Run:
 
     def _predict(self, model):
         ev = self.data["evaluation"]
-        out = model.predict(ev.x if len(ev.x) > 1 else ev.x[0], batch_size=256, verbose=0)
+        # Keras' default batch: TensorFlow keeps the memory of the largest batch's activations (GBs at 256).
+        out = model.predict(ev.x if len(ev.x) > 1 else ev.x[0], batch_size=32, verbose=0)
+        release_memory()
         return [o for o in (out if isinstance(out, list) else [out])]
 
     def _summarise(self):

@@ -26,7 +26,7 @@ def test_a_calibrator_crash_fails_that_step_and_the_next_runs_in_a_fresh_process
     with Serving(trained_model) as serving, ConverterProcess() as converters:
         saved_model = str(serving.saved_model())
         # Past the up-front finite check, straight into the calibrator: a real SIGSEGV, not a mock.
-        with pytest.raises(ConverterCrash, match=r"TFLite int8 conversion crashed inside its native converter "
+        with pytest.raises(ConverterCrash, match=r"TFLite int8 conversion crashed the converter process "
                                                  r"\(SIGSEGV: Segmentation fault\)\. the hint\. The other exports "
                                                  r"are unaffected") as crash:
             converters.call(TFLITE, saved_model, "int8", {"io_type": "int8"}, with_inf(), 1,
@@ -65,7 +65,7 @@ def test_a_crash_in_a_run_fails_one_file_while_the_other_exports_finish_and_are_
     assert statuses == {"digits_cnn.fp32.tflite": "ok", "digits_cnn.int8.tflite": "failed",
                         "digits_cnn.fp32.onnx": "ok", "digits_cnn.fp16.tflite": "ok"}
     crashed = manifest.get("digits_cnn.int8.tflite")
-    assert "crashed inside its native converter (SIGSEGV" in crashed.error and "int8 calibrator" in crashed.error
+    assert "crashed the converter process (SIGSEGV" in crashed.error and "int8 calibrator" in crashed.error
     on_disk = edgeopt.Manifest.load(tmp_path)
     assert [a.id for a in on_disk.artifacts] == [a.id for a in manifest.artifacts]
 

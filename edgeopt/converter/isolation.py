@@ -28,6 +28,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 from ..errors import ConversionError
+from ..fileio import release_memory
 
 JOB_TIMEOUT_S = 900  # a MobileNet-size conversion takes seconds; this only stops a hung converter
 _WARM_UP = "edgeopt.converter.isolation:warm_up"
@@ -91,17 +92,17 @@ class ConverterProcess:
         if self._warming:
             self._warming = False
             self._wait(what, crash_hint)
-        self._jobs.send((job, args))
+        try:
+            self._jobs.send((job, args))
+        except OSError:  # it died since the last step (killed from outside, out of memory)
+            raise self._crashed(what, crash_hint) from None
         return self._wait(what, crash_hint)
 
     def close(self):
+        """Stop the child: it holds no state worth a clean exit (TensorFlow's teardown takes seconds)."""
         if self._proc is not None:
-            try:
-                self._jobs.send(None)
-                self._proc.wait(timeout=10)
-            except (OSError, subprocess.TimeoutExpired):
-                self._proc.kill()
-                self._proc.wait()
+            self._proc.kill()
+            self._proc.wait()
             self._forget()
         shutil.rmtree(self.scratch, ignore_errors=True)
 
@@ -133,7 +134,8 @@ class ConverterProcess:
         self._forget()
         if code < 0:
             name = signal.Signals(-code).name
-            cause = f"crashed inside its native converter ({name}: {signal.strsignal(-code) or name})"
+            cause = f"crashed the converter process ({name}: {signal.strsignal(-code) or name}"
+            cause += ", which is what the kernel's out-of-memory killer sends)" if name == "SIGKILL" else ")"
         else:
             name, cause = None, f"ended its converter process unexpectedly (exit status {code})"
         return ConverterCrash(f"{what} {cause}{'. ' + crash_hint if crash_hint else ''}. The other exports are "
@@ -171,6 +173,8 @@ def _serve(jobs: Connection, replies: Connection):
         except Exception as e:  # sent back to be raised in the parent, with this process's traceback
             replies.send(("raised", _portable(e, traceback.format_exc())))
             continue
+        finally:
+            release_memory()  # this process lives on between steps: its peak should not
         replies.send(("ok", result))
 
 

@@ -18,6 +18,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from ..fileio import release_memory
 from .anatomy import recurrent_layers
 from .keras_io import flavour, input_specs, output_specs
 
@@ -94,6 +95,7 @@ class Serving:
             else:
                 self._write_tf_keras(folder, batch)
             self._saved_models[batch] = folder
+            release_memory()  # the traced graphs are not needed here any more: the converters read the files
         return self._saved_models[batch]
 
     def _write_keras3(self, folder, batch):
