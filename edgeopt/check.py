@@ -147,13 +147,14 @@ def check_io(artifact_outputs: list, reference_outputs: list) -> list:
     return problems
 
 
-def run_file(path, xs, fixed_batch=None, input_names=None, output_names=None) -> dict:
+def run_file(path, xs, fixed_batch=None, input_names=None, output_names=None, fmt=None) -> dict:
     """A .tflite/.onnx file's I/O specs and its outputs on `xs`, run with LiteRT or onnxruntime.
 
     `xs` and the returned outputs are in the Keras model's order (`input_names`, `output_names`): a TFLite
     file lists its inputs and outputs sorted by name, so they are matched by name where all names match.
-    A file traced at a fixed batch > 1 is fed whole batches. Runs in the converter process (see
-    converter.isolation), so a runtime that crashes on a converted file fails that file's check only.
+    `fmt` ('tflite'/'onnx') is given for staged files, whose names carry no suffix. A file traced at a
+    fixed batch > 1 is fed whole batches. Runs in the converter process (see converter.isolation), so a
+    runtime that crashes on a converted file fails that file's check only.
 
     Returns {"inputs": specs, "outputs": specs (both in the file's order), "keras_order_outputs": specs and
     "got": outputs, both in the Keras order}.
@@ -162,7 +163,7 @@ def run_file(path, xs, fixed_batch=None, input_names=None, output_names=None) ->
     from .errors import ConversionError
 
     try:
-        m = open_model(str(path))
+        m = open_model(str(path), fmt=fmt)
     except ModelOpenError as e:
         raise ConversionError(f"the converted file does not load: {e}") from None
     feed = [xs[i] for i in _order(output=False, file_specs=m.input_specs, names=input_names)]
