@@ -9,10 +9,12 @@ exports (TFLite fp32, fp16, int8-dynamic, int8; ONNX fp32, int8-dynamic, int8), 
 - plain: `python benchmarks/plain_convert.py ...`, the same files with the same libraries and options,
   the same calibration samples, each file run on the same 64 samples and compared with the Keras outputs.
 
-Each run is a fresh process tree. Wall time is the command's; memory is the peak, sampled every 50 ms,
-of the summed resident memory (VmRSS) of every process in its tree (edgeopt's converter process
-included), and the largest single process. Which side goes first alternates between pairs; ratios are
-per pair (edgeopt / plain), then the median over pairs. The cost of crash isolation, one converter
+Each run is a fresh process tree. Wall time is the command's; CPU time is the user+system seconds of the
+tree (the command and every process it waited for, edgeopt's converter process included: a figure
+that contention for the cores of a shared machine disturbs far less than wall time); memory is the
+peak, sampled every 50 ms, of the summed resident memory (VmRSS) of every process in its tree
+(edgeopt's converter process included), and the largest single process. Which side goes first
+alternates between pairs; ratios are per pair (edgeopt / plain), then the median over pairs. The cost of crash isolation, one converter
 process start (Python, TensorFlow and the converters imported, one job answered), is measured in the
 same rounds.
 
@@ -159,11 +161,23 @@ def measure(name: str, cmd: list, out: Path, work: Path) -> dict:
     main_peak_kb = usage.ru_maxrss  # exact for the command's own process (KB on Linux)
     sampler.peak_process_kb[proc.pid] = max(sampler.peak_process_kb.get(proc.pid, 0), main_peak_kb)
     return {"side": name, "returncode": proc.returncode, "wall_s": round(wall, 2),
+            "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),  # includes the descendants it waited for
             "peak_tree_rss_mb": round(max(sampler.peak_sum_kb, main_peak_kb) / 1024, 1),
             "peak_process_rss_mb": round(max(sampler.peak_process_kb.values()) / 1024, 1),
             # An upper bound on the tree's peak: every process at its own peak at once.
             "sum_of_process_peaks_mb": round(sum(sampler.peak_process_kb.values()) / 1024, 1),
-            "processes": len(sampler.pids), "load_before": round(load, 2)}
+            "processes": len(sampler.pids), "load_before": round(load, 2),
+            "load_after": round(os.getloadavg()[0], 2), "steps": _step_seconds(work / f"{name}.log")}
+
+
+def _step_seconds(log: Path) -> dict:
+    """plain_convert.py's 'step NAME: S s' lines (edgeopt's own step times are in its manifest)."""
+    steps = {}
+    for line in log.read_text(errors="replace").splitlines():
+        if line.startswith("step ") and line.endswith(" s") and ": " in line:
+            name, _, seconds = line[5:-2].rpartition(": ")
+            steps[name] = float(seconds)
+    return steps
 
 
 def converter_start_seconds() -> float:
@@ -178,9 +192,9 @@ def run_pairs(cmds: dict, work: Path, pairs: int, log=print) -> tuple[list, list
         runs = {}
         for side in order:
             log(f"pair {i + 1}/{pairs}: {side} ...")
-            runs[side] = measure(side, *cmds[side], work)
-            log(f"  {side}: {runs[side]['wall_s']} s, peak {runs[side]['peak_tree_rss_mb']} MB "
-                f"(exit {runs[side]['returncode']})")
+            run = runs[side] = measure(side, *cmds[side], work)
+            log(f"  {side}: {run['wall_s']} s wall, {run['cpu_s']} s CPU, peak {run['peak_tree_rss_mb']} MB "
+                f"(exit {run['returncode']})")
         starts.append(round(converter_start_seconds(), 2))
         log(f"  converter process start: {starts[-1]} s")
         rounds.append({"order": order, **runs})
@@ -200,8 +214,9 @@ def summarise(rounds, starts) -> dict:
         return round(statistics.median(r[side][key] for r in rounds), 2)
 
     summary = {f"{side}_median_{key}": median(side, key) for side in ("edgeopt", "plain")
-               for key in ("wall_s", "peak_tree_rss_mb", "peak_process_rss_mb", "sum_of_process_peaks_mb")}
-    summary.update({"wall_ratio": round(ratio("wall_s"), 3), "memory_ratio": round(ratio("peak_tree_rss_mb"), 3),
+               for key in ("wall_s", "cpu_s", "peak_tree_rss_mb", "peak_process_rss_mb", "sum_of_process_peaks_mb")}
+    summary.update({"wall_ratio": round(ratio("wall_s"), 3), "cpu_ratio": round(ratio("cpu_s"), 3),
+                    "memory_ratio": round(ratio("peak_tree_rss_mb"), 3),
                     "process_memory_ratio": round(ratio("peak_process_rss_mb"), 3),
                     "sum_of_process_peaks_ratio": round(ratio("sum_of_process_peaks_mb"), 3),
                     "converter_start_median_s": round(statistics.median(starts), 2)})
@@ -225,6 +240,8 @@ def write_markdown(path: Path, result: dict):
         "| | edgeopt (median) | plain (median) | ratio (median of pairs) |",
         "|---|---|---|---|",
         f"| wall time | {s['edgeopt_median_wall_s']} s | {s['plain_median_wall_s']} s | **{s['wall_ratio']}x** |",
+        f"| CPU time (user+system, whole tree) | {s['edgeopt_median_cpu_s']} s | {s['plain_median_cpu_s']} s | "
+        f"{s['cpu_ratio']}x |",
         f"| peak memory, whole process tree | {s['edgeopt_median_peak_tree_rss_mb']} MB | "
         f"{s['plain_median_peak_tree_rss_mb']} MB | **{s['memory_ratio']}x** |",
         f"| peak memory, largest process | {s['edgeopt_median_peak_process_rss_mb']} MB | "
@@ -237,16 +254,21 @@ def write_markdown(path: Path, result: dict):
         f"{s['converter_start_share_of_plain_wall']:.1%} of the plain script's wall time; edgeopt starts one "
         "per run (another only after a crash), while it loads the model and the data.",
         "",
-        "| pair | order | edgeopt wall | plain wall | wall ratio | edgeopt peak | plain peak | memory ratio |",
-        "|---|---|---|---|---|---|---|---|",
+        "| pair | order | edgeopt wall | plain wall | wall ratio | edgeopt CPU | plain CPU | edgeopt peak | "
+        "plain peak | memory ratio | load (1 min) before/after each |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for i, r in enumerate(result["rounds"], 1):
         e, p = r["edgeopt"], r["plain"]
         lines.append(f"| {i} | {' then '.join(r['order'])} | {e['wall_s']} s | {p['wall_s']} s | "
-                     f"{e['wall_s'] / p['wall_s']:.3f} | {e['peak_tree_rss_mb']} MB | {p['peak_tree_rss_mb']} MB | "
-                     f"{e['peak_tree_rss_mb'] / p['peak_tree_rss_mb']:.3f} |")
+                     f"{e['wall_s'] / p['wall_s']:.3f} | {e['cpu_s']} s | {p['cpu_s']} s | "
+                     f"{e['peak_tree_rss_mb']} MB | {p['peak_tree_rss_mb']} MB | "
+                     f"{e['peak_tree_rss_mb'] / p['peak_tree_rss_mb']:.3f} | "
+                     f"edgeopt {e['load_before']}/{e['load_after']}, plain {p['load_before']}/{p['load_after']} |")
     lines += ["", "edgeopt's files in the last run (status, seconds of the step):", ""]
     lines += [f"- {name}: {v['status']}, {v['seconds']} s" for name, v in result["edgeopt_files"].items()]
+    lines += ["", "The plain script's steps in the last run (wall seconds):", ""]
+    lines += [f"- {name}: {seconds} s" for name, seconds in result["rounds"][-1]["plain"]["steps"].items()]
     lines += ["", f"Reproduce: `{result['command']}`", ""]
     path.write_text("\n".join(lines))
 

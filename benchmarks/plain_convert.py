@@ -10,9 +10,11 @@ No edgeopt import: this is the baseline, not a use of the tool.
     python benchmarks/plain_convert.py model.h5 calib.npz eval.npz OUT_FOLDER
 """
 
+import contextlib
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # tf_keras, as edgeopt uses
@@ -27,6 +29,14 @@ from ai_edge_litert.interpreter import Interpreter  # noqa: E402
 from onnxruntime.quantization import (  # noqa: E402
     CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic, quantize_static)
 from onnxruntime.quantization.shape_inference import quant_pre_process  # noqa: E402
+
+
+@contextlib.contextmanager
+def timed(step):
+    """Print how long `step` took (convert_overhead.py reads these lines: where the time goes)."""
+    t0 = time.perf_counter()
+    yield
+    print(f"step {step}: {time.perf_counter() - t0:.2f} s", flush=True)
 
 
 def tflite_files(model, calibration, out):
@@ -44,14 +54,17 @@ def tflite_files(model, calibration, out):
             converter.representative_dataset = representative
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
             converter.inference_input_type = converter.inference_output_type = tf.int8
-        (out / f"model.{precision}.tflite").write_bytes(converter.convert())
+        with timed(f"tflite {precision}"):
+            (out / f"model.{precision}.tflite").write_bytes(converter.convert())
 
 
 def onnx_files(model, calibration, out):
     signature = [tf.TensorSpec([None] + list(model.input_shape[1:]), tf.float32, name="input")]
-    tf2onnx.convert.from_keras(model, input_signature=signature, opset=17, output_path=str(out / "model.fp32.onnx"))
-    quantize_dynamic(str(out / "model.fp32.onnx"), str(out / "model.int8-dynamic.onnx"), weight_type=QuantType.QInt8,
-                     op_types_to_quantize=["MatMul", "Gemm"])
+    with timed("onnx fp32"):
+        tf2onnx.convert.from_keras(model, input_signature=signature, opset=17, output_path=str(out / "model.fp32.onnx"))
+    with timed("onnx int8-dynamic"):
+        quantize_dynamic(str(out / "model.fp32.onnx"), str(out / "model.int8-dynamic.onnx"),
+                         weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -60,7 +73,7 @@ def onnx_files(model, calibration, out):
         def get_next(self):
             return next(self.samples, None)
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with timed("onnx int8"), tempfile.TemporaryDirectory() as tmp:
         pre = str(Path(tmp) / "pre.onnx")
         quant_pre_process(str(out / "model.fp32.onnx"), pre)
         quantize_static(pre, str(out / "model.int8.onnx"), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
@@ -91,14 +104,16 @@ def run_onnx(path, x):
 def main(model_path, calibration_path, evaluation_path, out):
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    model = keras.models.load_model(model_path, compile=False)
-    calibration = np.load(calibration_path)["x"].astype(np.float32)
-    x = np.load(evaluation_path)["x"].astype(np.float32)
-    reference = model.predict(x, verbose=0)
+    with timed("load and reference outputs"):
+        model = keras.models.load_model(model_path, compile=False)
+        calibration = np.load(calibration_path)["x"].astype(np.float32)
+        x = np.load(evaluation_path)["x"].astype(np.float32)
+        reference = model.predict(x, verbose=0)
     tflite_files(model, calibration, out)
     onnx_files(model, calibration, out)
     for path in sorted(out.glob("model.*")):
-        y = run_tflite(path, x) if path.suffix == ".tflite" else run_onnx(path, x)
+        with timed(f"check {path.name}"):
+            y = run_tflite(path, x) if path.suffix == ".tflite" else run_onnx(path, x)
         agreement = np.mean(y.argmax(1) == reference.argmax(1))
         print(f"{path.name}: max abs error {np.abs(y - reference).max():.3g}, top-1 agreement {agreement:.1%}")
 
