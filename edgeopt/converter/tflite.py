@@ -18,9 +18,10 @@ _IO_TYPES = {"int8": "int8", "uint8": "uint8", "float32": "float32"}
 _BOUNDARY_OPS = {"QUANTIZE", "DEQUANTIZE"}
 
 
-def convert(serving, converters, precision: str, options: dict, calibration=None) -> bytes:
+def convert(serving, converters, precision: str, options: dict, calibration=None, sparse=False) -> bytes:
     """One TFLite file of `serving` (a serving.Serving) at `precision`, converted in the converter process.
 
+    `sparse`: also apply the converter's sparsity optimization (sparse-encoded weights; see tflite_sparse).
     Raise ConversionError naming the cause; a crash of TFLite's converter or calibrator fails this file only.
     """
     from .anatomy import recurrent_layers
@@ -37,10 +38,11 @@ def convert(serving, converters, precision: str, options: dict, calibration=None
         hint = (f"TFLite's int8 calibrator runs the model in the TFLite interpreter and cannot run {where} "
                 "(int8-dynamic gives int8 weights with float activations without calibrating)")
     return converters.call("edgeopt.converter.tflite:convert_saved_model", str(saved_model), precision, options,
-                           calibration, serving.batch or 1, what=f"TFLite {precision} conversion", crash_hint=hint)
+                           calibration, serving.batch or 1, sparse, what=f"TFLite {precision} conversion",
+                           crash_hint=hint)
 
 
-def convert_saved_model(saved_model: str, precision, options, calibration, batch) -> bytes:
+def convert_saved_model(saved_model: str, precision, options, calibration, batch, sparse=False) -> bytes:
     """The converter-process side of `convert`: TFLiteConverter on the SavedModel `serving` wrote."""
     import tensorflow as tf
 
@@ -49,10 +51,10 @@ def convert_saved_model(saved_model: str, precision, options, calibration, batch
     except Exception as e:
         raise ConversionError(f"TFLite {precision}: reading the traced model failed: {type(e).__name__}: "
                               f"{_first(e)}") from None
-    return configure_and_convert(converter, precision, options, calibration, batch)
+    return configure_and_convert(converter, precision, options, calibration, batch, sparse)
 
 
-def configure_and_convert(converter, precision, options, calibration, batch) -> bytes:
+def configure_and_convert(converter, precision, options, calibration, batch, sparse=False) -> bytes:
     """Set `converter` up for `precision`, convert, and refuse an int8 model that left ops in float."""
     import tensorflow as tf
 
@@ -69,6 +71,8 @@ def configure_and_convert(converter, precision, options, calibration, batch) -> 
         if io != "float32":
             converter.inference_input_type = getattr(tf, _IO_TYPES[io])
             converter.inference_output_type = getattr(tf, _IO_TYPES[io])
+    if sparse:
+        converter.optimizations = list(converter.optimizations) + [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
     try:
         data = converter.convert()
     except Exception as e:  # ConverterError and friends
