@@ -14,9 +14,9 @@ tree (the command and every process it waited for, edgeopt's converter process i
 that contention for the cores of a shared machine disturbs far less than wall time); memory is the
 peak, sampled every 50 ms, of the summed resident memory (VmRSS) of every process in its tree
 (edgeopt's converter process included), and the largest single process. Which side goes first
-alternates between pairs; ratios are per pair (edgeopt / plain), then the median over pairs. The cost of crash isolation, one converter
-process start (Python, TensorFlow and the converters imported, one job answered), is measured in the
-same rounds.
+alternates between pairs; ratios are per pair (edgeopt / plain), then the median over pairs. The
+cost of crash isolation, one converter process start (Python, TensorFlow and the converters imported,
+one job answered), is measured in the same rounds.
 
     .venv/bin/python benchmarks/convert_overhead.py --pairs 2      # writes results/convert_overhead.{json,md}
 """
