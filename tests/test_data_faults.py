@@ -164,4 +164,5 @@ def test_labels_of_another_task_stop_pruning_before_any_work(categorical_h5, tmp
                          "--formats", "tflite", "--precisions", "fp32", "--out", tmp_path / "out", "--quiet")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "expects one-hot labels of shape (samples, 10)" in result.stderr and "(64, 7)" in result.stderr
-    assert not any((tmp_path / "out").iterdir())
+    # The CLI's log of TensorFlow's own messages is all the folder holds: no record, no file.
+    assert [p.name for p in (tmp_path / "out").iterdir()] in ([], ["edgeopt.log"])
