@@ -69,16 +69,18 @@ def _both_encodings(build, stem, calibration, work, log) -> list:
     """Each precision encoded dense and sparse; `build()` makes the model only when a file is missing."""
     from edgeopt.capabilities import default_options, find
     from edgeopt.converter import tflite
+    from edgeopt.converter.isolation import ConverterProcess
     from edgeopt.converter.serving import Serving
 
     paths = {(p, e): work / f"{stem}.{p}.{e}.tflite" for p in PRECISIONS for e in ("dense", "sparse")}
     missing = [key for key, path in paths.items() if not path.exists()]
     if missing:
-        with Serving(build()) as serving:
+        with Serving(build()) as serving, ConverterProcess() as converters:
             for precision, encoding in missing:
                 log(f"  {paths[precision, encoding].name}")
                 options = default_options(find("tflite", precision))
-                blob = tflite.convert(serving, precision, options, calibration.take(200), sparse=encoding == "sparse")
+                blob = tflite.convert(serving, converters, precision, options, calibration.take(200),
+                                      sparse=encoding == "sparse")
                 paths[precision, encoding].write_bytes(blob)
     return [{"id": path.name, "path": str(path), "model": stem, "precision": p, "encoding": e,
              "bytes": path.stat().st_size} for (p, e), path in paths.items()]

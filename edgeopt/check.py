@@ -57,6 +57,11 @@ def compare(reference, candidate, precision, labels=None, overrides=None) -> dic
             problems.append(f"output {i}: shape {got.shape} differs from the reference's {ref.shape}")
             per_output.append({"index": i, "shape": list(got.shape), "shape_ok": False})
             continue
+        blame = _non_finite_outputs(ref, got)
+        if blame:  # error figures over NaN mean nothing; say which side produced it
+            problems.append(f"output {i}: {blame}")
+            per_output.append({"index": i, "shape": list(got.shape), "shape_ok": True, "non_finite": blame})
+            continue
         diff = np.abs(ref - got)
         scale = max(1.0, float(np.abs(ref).max()))
         span = float(ref.max() - ref.min()) or 1.0
@@ -112,6 +117,18 @@ def compare(reference, candidate, precision, labels=None, overrides=None) -> dic
     return result
 
 
+def _non_finite_outputs(ref, got) -> str | None:
+    """Who produced NaN/inf: the reference (the Keras model on these inputs) or the candidate file, or nobody."""
+    bad_ref, bad_got = int(np.sum(~np.isfinite(ref))), int(np.sum(~np.isfinite(got)))
+    if bad_ref:
+        return (f"the Keras model's own outputs hold {bad_ref} NaN/infinite value(s) on the evaluation inputs, so "
+                "nothing can be compared: the reference is at fault, not this file (check the model's weights, "
+                "and that the inputs are in the range it was trained on)")
+    if bad_got:
+        return f"{bad_got} NaN/infinite value(s) where the Keras model's outputs are finite"
+    return None
+
+
 def _first(values):
     return next((v for v in values if v is not None), None)
 
@@ -128,6 +145,44 @@ def check_io(artifact_outputs: list, reference_outputs: list) -> list:
                 f"the Keras output {want['name']!r} has {want['shape'][1:]}"
             )
     return problems
+
+
+def run_file(path, xs, fixed_batch=None, input_names=None, output_names=None, fmt=None) -> dict:
+    """A .tflite/.onnx file's I/O specs and its outputs on `xs`, run with LiteRT or onnxruntime.
+
+    `xs` and the returned outputs are in the Keras model's order (`input_names`, `output_names`): a TFLite
+    file lists its inputs and outputs sorted by name, so they are matched by name where all names match.
+    `fmt` ('tflite'/'onnx') is given for staged files, whose names carry no suffix. A file traced at a
+    fixed batch > 1 is fed whole batches. Runs in the converter process (see converter.isolation), so a
+    runtime that crashes on a converted file fails that file's check only.
+
+    Returns {"inputs": specs, "outputs": specs (both in the file's order), "keras_order_outputs": specs and
+    "got": outputs, both in the Keras order}.
+    """
+    from .bench.device.runtimes import ModelOpenError, open_model
+    from .errors import ConversionError
+
+    try:
+        m = open_model(str(path), fmt=fmt)
+    except ModelOpenError as e:
+        raise ConversionError(f"the converted file does not load: {e}") from None
+    feed = [xs[i] for i in _order(output=False, file_specs=m.input_specs, names=input_names)]
+    # A small batch: a runtime keeps the arena of its largest batch (GBs for MobileNet at 64).
+    got = predict_at_batch(m, feed, fixed_batch) if fixed_batch and fixed_batch > 1 else m.predict(feed, batch_size=16)
+    keras_order = _order(output=True, file_specs=m.output_specs, names=output_names)
+    return {"inputs": m.input_specs, "outputs": m.output_specs, "got": [got[i] for i in keras_order],
+            "keras_order_outputs": [m.output_specs[i] for i in keras_order]}
+
+
+def _order(output, file_specs, names):
+    """Inputs: for each file input, the index of its Keras input. Outputs: for each Keras output, its file index.
+
+    Positional (identity) unless the file's names are exactly the Keras names in another order.
+    """
+    file_names = [s["name"] for s in file_specs]
+    if not names or sorted(file_names) != sorted(names) or len(set(names)) != len(names):
+        return list(range(len(file_specs)))
+    return [file_names.index(n) for n in names] if output else [names.index(n) for n in file_names]
 
 
 def predict_at_batch(m, xs, batch):

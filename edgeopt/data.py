@@ -184,6 +184,49 @@ def check_against_inputs(ds: Dataset, input_specs: list, role: str) -> Dataset:
     return Dataset(cast, ds.y, ds.source)
 
 
+# What non-finite values would do in each role: the reason the data is refused.
+_NON_FINITE_HARM = {
+    "calibration": "Int8 calibration cannot use them (TFLite's calibrator crashes the process on inf; NaN gives "
+                   "meaningless quantization ranges)",
+    "train": "Fine-tuning on them turns the model's weights into NaN",
+    "evaluation": "Checks and accuracy computed on them mean nothing, and their failures would look like the "
+                  "files' fault when the data is at fault",
+}
+
+
+def check_finite(ds: Dataset, role: str) -> Dataset:
+    """Raise DataError naming the source, the array, and how many values are NaN or infinite; else return `ds`.
+
+    Run before any work: TFLite's int8 calibrator crashes the process on inf, NaN calibrates or trains
+    silently wrong, and NaN evaluation inputs make every check fail as if the model were at fault.
+    """
+    named = [(f"x{i}" if len(ds.x) > 1 else "x", a) for i, a in enumerate(ds.x)]
+    if ds.y is not None:
+        named.append(("y", ds.y))
+    problems = [problem for name, a in named if (problem := _non_finite(name, np.asarray(a)))]
+    if problems:
+        raise DataError(
+            f"{role} data from {ds.source}: {'; '.join(problems)}. "
+            f"{_NON_FINITE_HARM.get(role, 'Results on them mean nothing')}: "
+            "remove or repair those samples first, e.g. keep = np.isfinite(x).reshape(len(x), -1).all(axis=1); "
+            "x, y = x[keep], y[keep]"
+        )
+    return ds
+
+
+def _non_finite(name, a) -> str | None:
+    if a.dtype.kind not in "fc":
+        return None  # integers and booleans are always finite
+    bad = ~np.isfinite(a)
+    if not bad.any():
+        return None
+    nan = int(np.isnan(a).sum())
+    inf = int(bad.sum()) - nan
+    samples = np.flatnonzero(bad.reshape(len(a), -1).any(axis=1))
+    kinds = " and ".join(f"{n} {k}" for n, k in ((nan, "NaN"), (inf, "infinite")) if n)
+    return f"array {name!r} holds {kinds} value(s) in {len(samples)} of {len(a)} samples (first: sample {samples[0]})"
+
+
 def synthetic(input_specs: list, n: int, seed=0, ranges=None) -> Dataset:
     """Random inputs of the model's shapes and dtypes, in a plausible range per input.
 
@@ -220,4 +263,4 @@ def save_npz(file, ds: Dataset, reference: list):
         arrays["reference"] = reference[0]
     else:
         arrays.update({f"reference{i}": r for i, r in enumerate(reference)})
-    np.savez_compressed(file, **arrays)
+    np.savez(file, **arrays)  # uncompressed: zlib on float inputs costs seconds and saves little

@@ -127,6 +127,22 @@ def gzip_size(path) -> int:
     return len(gzip.compress(path.read_bytes(), compresslevel=9, mtime=0))
 
 
+def release_memory():
+    """Give freed heap memory back to the OS (glibc keeps it otherwise), after a step that used a lot of it.
+
+    TensorFlow and the runtimes free their tensors to malloc, whose arenas keep the pages: a process
+    that predicted on a big batch stays that big while it waits for the next step. No-op off glibc.
+    """
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def check_writable_dir(path):
     """Create `path` if needed and prove a file can be written there; raise OutputError otherwise."""
     from .errors import OutputError

@@ -17,9 +17,9 @@ import traceback
 from pathlib import Path
 
 from . import data as datalib
-from .check import check_io, compare, predict_at_batch
+from .check import check_io, compare
 from .errors import ConversionError, DataError, EdgeoptError, RecipeError
-from .fileio import check_writable_dir, sha256_file, sha256_tree
+from .fileio import check_writable_dir, release_memory, sha256_file, sha256_tree
 from .manifest import MANIFEST_NAME, Artifact, Manifest
 from .naming import export_name, stem
 from .publish import OutputFolder
@@ -125,6 +125,11 @@ class _Run:
 
         self.input_specs, self.output_specs = input_specs(model), output_specs(model)
         self.data = self._load_data(sources)
+        labels_converted = None
+        if recipe.prune:  # labels that cannot train this model are refused here, before any work
+            from .converter.prune import prepare_training_labels
+
+            self.data["train"], labels_converted = prepare_training_labels(model, self.data["train"], recipe.prune)
         self.manifest = Manifest(
             source={k: v for k, v in loaded.info.items() if k not in ("inputs", "outputs")}
             | {"inputs": self.input_specs, "outputs": self.output_specs},
@@ -134,6 +139,9 @@ class _Run:
             tool_versions=self.versions,
             root=self.out,
         )
+        if labels_converted:
+            self.manifest.data["train"]["labels_converted"] = labels_converted
+            log(f"training labels: {labels_converted}")
 
     def _load_data(self, sources):
         from .converter.anatomy import input_ranges
@@ -151,7 +159,7 @@ class _Run:
                 continue
             ds = datalib.load(src, role)
             if ds is not None:
-                ds = datalib.check_against_inputs(ds, self.input_specs, role)
+                ds = datalib.check_finite(datalib.check_against_inputs(ds, self.input_specs, role), role)
                 if limits[role]:
                     ds = ds.take(limits[role], seed=r.seed)
             loaded[role] = ds
@@ -164,6 +172,14 @@ class _Run:
 
     # ---- the steps -------------------------------------------------------------------------------
     def execute(self) -> Manifest:
+        from .converter.isolation import ConverterProcess
+
+        with ConverterProcess() as self.converters:  # native converters run there: a crash costs one file
+            if self.recipe.exports:
+                self.converters.start()  # it imports TensorFlow while this process predicts and traces
+            return self._execute()
+
+    def _execute(self) -> Manifest:
         model = self.loaded.model
         base_key = self.loaded.info.get("sha256") or _model_fingerprint(model)
         # Keras' own names ('sequential_3') say little; the user's file name usually says more.
@@ -271,21 +287,19 @@ class _Run:
 
         facts = {"fixed_batch": serving.batch} if serving.batch else {}
         # Pruned weights (a quarter or more zeros): a sparse encoding may be smaller. Fixed-batch
-        # (recurrent) files calibrate in a child process per conversion, so they are converted once, dense.
+        # (recurrent) files are converted once, dense.
         if not serving.batch and tflite_sparse.worth_trying(serving.model):
-            blob, sparse_facts = tflite_sparse.convert_smallest(serving, spec.precision, spec.options,
-                                                                self.data["calibration"])
+            blob, sparse_facts = tflite_sparse.convert_smallest(serving, self.converters, spec.precision,
+                                                                spec.options, self.data["calibration"])
             return blob, {**facts, **sparse_facts}
-        return tflite.convert(serving, spec.precision, spec.options, self.data["calibration"]), facts
+        return tflite.convert(serving, self.converters, spec.precision, spec.options, self.data["calibration"]), facts
 
     def _onnx_export(self, serving, opset):
         from .converter import onnx_export
 
-        return onnx_export.export(serving, opset), {}
+        return onnx_export.export(serving, self.converters, opset), {}
 
     def _onnx_quantize(self, spec, fp32_record):
-        from .converter import onnx_quant
-
         if fp32_record.status != "ok" or not fp32_record.sha256:
             art = Artifact(id=export_name(self.name, "onnx", spec.precision, spec.options), path=None,
                            format="onnx", precision=spec.precision, stage="onnx-quantize", parent=fp32_record.id,
@@ -293,7 +307,7 @@ class _Run:
                            options=spec.options)
             self.manifest = self.folder.publish(self.manifest, [(art, None)])
             return
-        parent_path = self.out / fp32_record.path
+        parent_path, what = str(self.out / fp32_record.path), f"onnxruntime {spec.precision} quantization"
         options = spec.options
         if spec.precision == "int8":
             from .converter.onnx_variants import choose
@@ -302,10 +316,13 @@ class _Run:
             options = {**spec.options, "int8_variant": choice["variant"]}
 
             def build():
-                blob, facts = onnx_quant.quantize_static(parent_path, self.data["calibration"], options)
+                blob, facts = self.converters.call("edgeopt.converter.onnx_quant:quantize_static", parent_path,
+                                                   self.data["calibration"], options, str(self.converters.scratch),
+                                                   what=what)
                 return blob, {**facts, "int8_variant": choice}
         else:
-            build = lambda: onnx_quant.quantize_dynamic(parent_path)  # noqa: E731
+            build = lambda: self.converters.call("edgeopt.converter.onnx_quant:quantize_dynamic",  # noqa: E731
+                                                 parent_path, what=what)
         art = self._step("onnx", spec.precision, options, "onnx-quantize", fp32_record.id, fp32_record.sha256, build,
                          name_options=spec.options, fallback=self._fallback_plan(spec, options, fp32_path=parent_path))
         if spec.precision == "int8" and art.ok and art.facts.get("int8_variant") != choice:
@@ -368,13 +385,14 @@ class _Run:
         return art
 
     def _inspect_and_check(self, art, staged):
-        from .bench.device.runtimes import open_model
+        from .converter.serving import signature_names
 
-        m = open_model(str(staged), fmt=art.format)
-        art.inputs, art.outputs = m.input_specs, m.output_specs
         ev = self.data["evaluation"]
         fixed = (art.facts or {}).get("fixed_batch") or 1
-        got = predict_at_batch(m, ev.x, fixed) if fixed > 1 else m.predict(ev.x)
+        ran = self.converters.call("edgeopt.check:run_file", str(staged), ev.x, fixed,
+                                   *signature_names(self.input_specs, self.output_specs), art.format,
+                                   what=f"the check of {art.id} (running it)")
+        art.inputs, art.outputs, got = ran["inputs"], ran["outputs"], ran["got"]
         tolerances = self.recipe.check.tolerances
         synthetic = datalib.is_synthetic(ev)
         relaxed = synthetic and art.precision.startswith("int8") and \
@@ -384,7 +402,7 @@ class _Run:
             # the error and cosine bounds still apply.
             tolerances = {**tolerances, art.precision: {**tolerances.get(art.precision, {}), "min_top1_agreement": 0.0}}
         check = compare(self.reference, got, art.precision, ev.y, tolerances)
-        io_problems = check_io(m.output_specs, self.output_specs)
+        io_problems = check_io(ran["keras_order_outputs"], self.output_specs)
         check["problems"] = io_problems + check["problems"]
         check["passed"] = not check["problems"]
         if synthetic:
@@ -417,7 +435,9 @@ class _Run:
 
     def _predict(self, model):
         ev = self.data["evaluation"]
-        out = model.predict(ev.x if len(ev.x) > 1 else ev.x[0], batch_size=256, verbose=0)
+        # Keras' default batch: TensorFlow keeps the memory of the largest batch's activations (GBs at 256).
+        out = model.predict(ev.x if len(ev.x) > 1 else ev.x[0], batch_size=32, verbose=0)
+        release_memory()
         return [o for o in (out if isinstance(out, list) else [out])]
 
     def _summarise(self):

@@ -3,8 +3,8 @@
 While `convert`, `benchmark`, `survey` or the demo runs, `tempfile.tempdir` and `TMPDIR` point into
 `<system temp>/edgeopt-run-<pid>.<start>-XXXX/`. Everything that goes through `tempfile` then lands
 there: TensorFlow autograph's `__autograph_generated_file*.py`, SavedModels traced for export
-(`edgeopt-export-*`), onnxruntime's quantizer folders (`edgeopt-ortq-*`), isolated TFLite
-conversions (`edgeopt-tflite-*`, child processes inherit TMPDIR) and benchmark bundles
+(`edgeopt-export-*`), onnxruntime's quantizer folders (`edgeopt-ortq-*`), the converter
+process's scratch (`edgeopt-convert-*`, child processes inherit TMPDIR) and benchmark bundles
 (`edgeopt-bench-*`). So what is ours is known by construction, not guessed from a name pattern.
 
 - Every exit we control (return, exception, Ctrl-C, SIGTERM through the CLI) removes the folder.

@@ -31,6 +31,7 @@ def test_sparse_file_that_litert_cannot_run_is_not_kept(trained_model):
     import numpy as np
 
     from edgeopt import data
+    from edgeopt.converter.isolation import ConverterProcess
     from edgeopt.converter.keras_io import tf_keras
     from edgeopt.converter.serving import Serving
     from edgeopt.converter.tflite_sparse import convert_smallest, worth_trying
@@ -41,9 +42,9 @@ def test_sparse_file_that_litert_cannot_run_is_not_kept(trained_model):
     model.set_weights(weights)
     assert worth_trying(model) and not worth_trying(trained_model), "tried for sparse weights, whoever pruned them"
     calibration = data.digits("train").take(32)
-    with Serving(model) as serving:
-        fp32, fp32_facts = convert_smallest(serving, "fp32", {}, calibration)
-        int8, int8_facts = convert_smallest(serving, "int8", {"io_type": "int8"}, calibration)
+    with Serving(model) as serving, ConverterProcess() as converters:
+        fp32, fp32_facts = convert_smallest(serving, converters, "fp32", {}, calibration)
+        int8, int8_facts = convert_smallest(serving, converters, "int8", {"io_type": "int8"}, calibration)
     assert fp32_facts["sparse_encoding"]["used"] is True and len(fp32) == fp32_facts["sparse_encoding"]["sparse_bytes"]
     facts = int8_facts["sparse_encoding"]
     assert facts["sparse_bytes"] < facts["dense_bytes"] == len(int8)

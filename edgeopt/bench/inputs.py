@@ -99,7 +99,7 @@ def load_evaluation(evaluation, manifest, candidates, samples) -> EvaluationData
 
 def _user_data(source):
     try:
-        ds = datalib.load(source, "evaluation")
+        ds = datalib.check_finite(datalib.load(source, "evaluation"), "evaluation")
     except DataError as e:
         raise BenchmarkError(str(e)) from None
     reference = None

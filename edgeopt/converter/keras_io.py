@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..errors import ModelLoadError
 from ..fileio import sha256_tree
-from . import model_code, windows_paths
+from . import legacy_keras, model_code, windows_paths
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
@@ -65,6 +65,7 @@ def load_model(model_or_path, trust_model_code=False) -> LoadedModel:
     path = Path(model_or_path)
     kind, keras_version = sniff(path)
     config = model_code.read_config(path, kind)
+    legacy_keras.refuse_keras1(path, keras_version, config)
     code = model_code.scan(config, lambda cls: _known_class(cls, keras_version))
     if code and not trust_model_code:
         raise model_code.refusal(path, code)

@@ -7,7 +7,8 @@ config is plain JSON parsing: nothing here executes or unmarshals the stored cod
 
 from __future__ import annotations
 
-import base64
+import binascii
+import codecs
 import json
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 
 from ..errors import ModelLoadError
 
+THIS_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 # Layer classes that hold a Python function instead of a configuration.
 _CODE_LAYERS = {"Lambda"}
 # Container classes: their layers are scanned, they are not layers of note themselves.
@@ -27,7 +29,15 @@ class StoredCode:
     layer: str
     class_name: str
     why: str  # one phrase: what loading it would do
-    bytecode_note: str | None = None  # set when the marshalled bytecode cannot load on this Python
+    bytecode_origin: str | None = None  # 'another Python version (likely ...)' when it cannot load on this one
+
+    @property
+    def bytecode_note(self) -> str | None:
+        if not self.bytecode_origin:
+            return None
+        return (f"the Lambda's bytecode was marshalled by {self.bytecode_origin} and cannot load on this Python "
+                f"{THIS_PYTHON} even if trusted: rebuild that layer in code, or convert with the Python version "
+                "that saved the file")
 
 
 def read_config(path, kind) -> dict | None:
@@ -52,7 +62,8 @@ def layer_configs(config):
     if not isinstance(config, dict):
         return
     inner = config.get("config")
-    layers = inner.get("layers") if isinstance(inner, dict) else None
+    # Keras 1 and Keras 2.0-2.2.2 saved a Sequential's config as the bare list of its layers.
+    layers = inner.get("layers") if isinstance(inner, dict) else inner if isinstance(inner, list) else None
     for layer in layers or []:
         if isinstance(layer, dict) and "class_name" in layer:
             yield layer
@@ -67,7 +78,7 @@ def scan(config, known_class) -> list[StoredCode]:
         name = (layer.get("config") or {}).get("name", "?")
         if cls in _CODE_LAYERS:
             found.append(StoredCode(name, cls, "it holds a Python function that loading executes",
-                                    _bytecode_note(layer.get("config") or {})))
+                                    _foreign_bytecode(layer.get("config") or {})))
         elif cls not in _MODEL_CLASSES and (_custom_module(layer) or not known_class(cls)):
             found.append(StoredCode(name, cls, f"{cls} is not a Keras class: loading it imports and runs that code"))
     return found
@@ -89,8 +100,8 @@ def _custom_module(layer) -> bool:
     return bool(module) and not module.startswith("keras")
 
 
-def _bytecode_note(config) -> str | None:
-    """Why the stored bytecode cannot load on this Python, if it cannot; None if it can (or is not bytecode)."""
+def _foreign_bytecode(config) -> str | None:
+    """Which other Python marshalled the stored bytecode, if this one cannot load it; None if it can (or is none)."""
     code = _marshalled(config.get("function"))
     if code is None:
         return None
@@ -100,13 +111,8 @@ def _bytecode_note(config) -> str | None:
     result = subprocess.run([sys.executable, "-c", probe], input=code, capture_output=True, timeout=30)
     if result.returncode == 0:
         return None
-    this = f"{sys.version_info.major}.{sys.version_info.minor}"
     origin = _guess_python(code)
-    return (
-        f"the Lambda's bytecode was marshalled by another Python version{f' (likely {origin})' if origin else ''} "
-        f"and cannot load on this Python {this} even if trusted: rebuild that layer in code, or convert with "
-        "the Python version that saved the file"
-    )
+    return f"another Python version{f' (likely {origin})' if origin else ''}"
 
 
 def _marshalled(function):
@@ -118,17 +124,17 @@ def _marshalled(function):
         text = (function.get("config") or {}).get("code")
     if not text:
         return None
-    try:
-        return base64.b64decode(text.encode("ascii"))
-    except ValueError:
-        return None
+    try:  # decoded as tf_keras' func_load decodes it, so the probe sees the bytes a loader would unmarshal
+        return codecs.decode(text.encode("ascii"), "base64")
+    except (UnicodeEncodeError, binascii.Error):
+        return text.encode("raw_unicode_escape")  # Keras 1 stored the marshal bytes as text, not base64
 
 
 def _guess_python(code: bytes) -> str | None:
-    """Python 3.8-3.10 code objects start with six int32 header fields, 3.11+ with five (before the bytecode)."""
+    """From the int32 fields before a code object's bytecode: 4 in Python 2, 5 in 3.0-3.7 and 3.11+, 6 in 3.8-3.10."""
     if not code or code[0] & 0x7F != ord("c"):
         return None
-    for count, versions in ((6, "Python 3.8-3.10"), (5, "Python 3.7 or 3.11+")):
+    for count, versions in ((6, "Python 3.8-3.10"), (5, "Python 3.0-3.7 or 3.11+"), (4, "Python 2")):
         at = 1 + 4 * count
         if len(code) > at and code[at] & 0x7F == ord("s"):
             return versions

@@ -6,9 +6,12 @@ TensorFlow-free: ONNX quantization is a pass over an already exported fp32 model
 from __future__ import annotations
 
 import collections
+import hashlib
 import logging
 import tempfile
 from pathlib import Path
+
+import numpy as np
 
 from ..errors import ConversionError
 from .onnx_variants import ort_arguments
@@ -17,9 +20,12 @@ _COMPUTE_OPS = {"Conv", "MatMul", "Gemm", "ConvTranspose"}
 _QUANTIZED_COMPUTE_OPS = {"QLinearConv", "QLinearMatMul", "QGemm", "ConvInteger", "MatMulInteger", "DynamicQuantizeMatMul"}
 
 
-def quantize_static(fp32_path, calibration, options: dict, nodes_to_exclude=None) -> tuple[bytes, dict]:
+def quantize_static(fp32_path, calibration, options: dict, cache_dir=None, nodes_to_exclude=None) -> tuple[bytes, dict]:
     """Calibrated int8 of `fp32_path`; returns (model bytes, facts for the manifest).
 
+    With `cache_dir`, the preprocessed model and the calibrated tensor ranges are kept there and reused by
+    the next static int8 file of the same fp32 model and calibration data (QDQ and QOperator share them):
+    calibration runs the model on every sample, and is done once per run instead of once per file.
     `nodes_to_exclude`: node names (of the preprocessed graph) to keep in float (converter.selective).
     """
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat
@@ -40,16 +46,19 @@ def quantize_static(fp32_path, calibration, options: dict, nodes_to_exclude=None
         def get_next(self):
             return next(self._it, None)
 
+    extra_options = {"CalibTensorRangeSymmetric": False}
     with tempfile.TemporaryDirectory(prefix="edgeopt-ortq-") as tmp:
-        source, facts = _preprocess(Path(fp32_path), Path(tmp))
+        cache = _Cache(Path(cache_dir or tmp), fp32_path, calibration, method, extra_options)
+        source, facts = cache.preprocessed()
         out = Path(tmp) / "quantized.onnx"
+        facts["calibration_reused"] = cache.ranges.exists()
         try:
             ort_quantize_static(
                 str(source), str(out), Reader(_input_names(source)),
                 quant_format=QuantFormat.QDQ if qdq else QuantFormat.QOperator,
                 per_channel=bool(options.get("per_channel", True)), calibrate_method=method,
-                extra_options={"CalibTensorRangeSymmetric": False}, nodes_to_exclude=list(nodes_to_exclude or []),
-                **types,
+                extra_options=extra_options, calibration_cache_path=str(cache.ranges),
+                nodes_to_exclude=list(nodes_to_exclude or []), **types,
             )
         except Exception as e:  # ORT raises bare Exceptions for unsupported graphs
             raise ConversionError(f"onnxruntime static quantization failed: {type(e).__name__}: {e}") from None
@@ -80,16 +89,44 @@ def quantize_dynamic(fp32_path, nodes_to_exclude=None) -> tuple[bytes, dict]:
     return data, {"weight_type": "QInt8", "op_types_to_quantize": ["MatMul", "Gemm"], **coverage(data)}
 
 
-def _preprocess(fp32_path: Path, tmp: Path):
-    """Shape inference and graph optimisation that ORT recommends before static quantization."""
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+class _Cache:
+    """Where one fp32 model's preprocessed copy and calibrated ranges live, keyed by what they depend on.
 
-    pre = tmp / "preprocessed.onnx"
-    try:
-        quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=False)
-        return pre, {"preprocessed": True}
-    except Exception as e:  # preprocessing is an optimisation: quantize the plain model instead
-        return fp32_path, {"preprocessed": False, "preprocess_error": f"{type(e).__name__}: {e}"[:300]}
+    The ranges file is onnxruntime's own calibration cache (`calibration_cache_path`), valid for the same
+    preprocessed model, calibration samples, method and calibrator options.
+    """
+
+    def __init__(self, folder: Path, fp32_path, calibration, method, extra_options):
+        model_key = _digest(Path(fp32_path).read_bytes())
+        data = hashlib.sha256()
+        for x in calibration.x:
+            data.update(repr((x.dtype.str, x.shape)).encode())
+            data.update(np.ascontiguousarray(x).data)
+        ranges_key = _digest(f"{model_key} {data.hexdigest()} {method} {sorted(extra_options.items())}".encode())
+        self.fp32_path, self.model_key = Path(fp32_path), model_key
+        self.folder = folder
+        self.ranges = folder / f"ranges-{ranges_key}.json"
+
+    def preprocessed(self):
+        """(model to quantize, facts): ORT's recommended shape inference and graph optimisation, done once."""
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        pre = self.folder / f"preprocessed-{self.model_key}.onnx"
+        failed = self.folder / f"preprocessed-{self.model_key}.error"
+        if pre.exists():
+            return pre, {"preprocessed": True}
+        if not failed.exists():
+            try:
+                quant_pre_process(str(self.fp32_path), str(pre), skip_symbolic_shape=False)
+                return pre, {"preprocessed": True}
+            except Exception as e:  # preprocessing is an optimisation: quantize the plain model instead
+                pre.unlink(missing_ok=True)
+                failed.write_text(f"{type(e).__name__}: {e}"[:300])
+        return self.fp32_path, {"preprocessed": False, "preprocess_error": failed.read_text()}
+
+
+def _digest(blob: bytes) -> str:
+    return hashlib.sha256(blob).hexdigest()[:24]
 
 
 def _input_names(path):

@@ -6,6 +6,7 @@ optimizer state, so the returned model is for export, not for resuming training.
 
 from __future__ import annotations
 
+import collections.abc
 import math
 
 import numpy as np
@@ -40,11 +41,7 @@ def prune(model, train, spec, seed=0, progress=True):
 
     keras = tf_keras()
     check_prunable(model)
-    if train is None or train.y is None:
-        raise DataError(
-            "pruning fine-tunes the model, so it needs training data with labels: give data.train "
-            "(an .npz with x and y, a module:function, or 'digits') or drop `prune` from the recipe"
-        )
+    _require_labels(train)
     keras.utils.set_random_seed(seed)
     n = len(train)
     steps_per_epoch = math.ceil(n / spec.batch_size)
@@ -139,14 +136,65 @@ def _m_by_n_compliance(kernel, m_by_n):
     return round(float(np.mean(np.count_nonzero(groups, axis=1) <= m)), 6)
 
 
+def prepare_training_labels(model, train, spec):
+    """Training data whose labels fit the loss pruning will use, checked before any work; (Dataset, conversion made).
+
+    Class indices become one-hot (and back) where the loss needs it and only one reading is possible;
+    anything else is refused with what the loss expects and what the labels hold (converter.labels).
+    """
+    from ..data import Dataset
+    from . import labels
+    from .keras_io import output_specs
+
+    _require_labels(train)
+    outputs = output_specs(model)
+    if len(outputs) != 1:  # a multi-output model needs an explicit loss per output (see resolve_loss)
+        return train, None
+    loss = getattr(model, "loss", None) if spec.loss == "auto" else spec.loss
+    y, converted = labels.fit_labels(train.y, outputs[0]["shape"], loss_name(loss), train.source)
+    return Dataset(train.x, y, train.source), converted
+
+
+def _require_labels(train):
+    if train is None or train.y is None:
+        raise DataError(
+            "pruning fine-tunes the model, so it needs training data with labels: give data.train "
+            "(an .npz with x and y, a module:function, or 'digits') or drop `prune` from the recipe"
+        )
+
+
+def loss_name(loss) -> str | None:
+    """Keras' canonical name of a loss given as a string, a function or a Loss object ('mse' -> 'mean_squared_error').
+
+    None for no loss or one loss per output (a dict or list). A custom loss keeps its own name.
+    """
+    if loss is None or isinstance(loss, (collections.abc.Mapping, list, tuple)):
+        return None
+    if isinstance(loss, str):
+        try:
+            loss = tf_keras().losses.get(loss)
+        except ValueError:
+            return loss
+    config = loss.get_config() if hasattr(loss, "get_config") else {}
+    return config.get("fn") or getattr(loss, "__name__", None) or getattr(loss, "name", None) or type(loss).__name__
+
+
+def _described(loss) -> str:
+    """The loss as the manifest records it: its name, and from_logits when the Loss object sets it."""
+    config = loss.get_config() if hasattr(loss, "get_config") else {}
+    name = loss_name(loss) or type(loss).__name__
+    return f"{name}(from_logits={config['from_logits']})" if "from_logits" in config else name
+
+
 def resolve_loss(model, train, name):
     """The loss to fine-tune with: the user's choice, the model's compiled loss, or one inferred from the data."""
     keras = tf_keras()
     if name != "auto":
-        return keras.losses.get(name), name
+        loss = keras.losses.get(name)
+        return loss, _described(loss)
     compiled = getattr(model, "loss", None)
     if compiled is not None:
-        return compiled, getattr(compiled, "name", None) or str(compiled)
+        return compiled, _described(compiled)
     sample = model.predict(train.x[0][:64] if len(train.x) == 1 else [a[:64] for a in train.x], verbose=0)
     if isinstance(sample, list):
         raise DataError("pruning a multi-output model needs an explicit loss: set prune.loss in the recipe")

@@ -1,8 +1,9 @@
-"""The model as the exporters see it: a traced function with an explicit input signature.
+"""The model as the exporters see it: a traced function with an explicit input signature, saved once.
 
-tf_keras models go to TFLiteConverter and tf2onnx directly. Keras 3 models do not (both tools
-expect Keras 2 objects), so they are traced through `keras.export.ExportArchive` into a temporary
-SavedModel for TFLite, and through a `tf.function` for tf2onnx.
+Every exporter reads one SavedModel per batch, written here: TFLiteConverter.from_saved_model for each
+TFLite file and tf2onnx (from the restored function) for ONNX, in the converter process. tf_keras
+models are saved with their variables only (not as Keras objects); Keras 3 models go through
+`keras.export.ExportArchive` (both tools expect Keras 2 objects, not Keras 3 ones).
 
 Recurrent layers need a static batch for TFLite's builtin ops (without it the converter needs
 the Flex delegate: "'tf.TensorListReserve' op requires element_shape to be static"), so their
@@ -17,8 +18,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from ..fileio import release_memory
 from .anatomy import recurrent_layers
-from .keras_io import flavour, input_specs
+from .keras_io import flavour, input_specs, output_specs
 
 
 def export_batch(model, configured: int) -> tuple[int | None, str | None]:
@@ -35,13 +37,18 @@ def export_batch(model, configured: int) -> tuple[int | None, str | None]:
 
 
 class Serving:
-    """One model, traced for export. Call `close()` (or use `with`) to remove temporary files."""
+    """One model, traced for export. Call `close()` (or use `with`) to remove temporary files.
+
+    Every export reads a SavedModel written here once per batch (`saved_model`): all TFLite files and the
+    ONNX export share one trace when the batch is dynamic, and each converter reads it from disk in the
+    converter process (see converter.isolation).
+    """
 
     def __init__(self, model, batch: int | None = None):
         self.model, self.batch = model, batch
         self.flavour = flavour(model)
         self.specs = input_specs(model)
-        self._saved_model = None
+        self._saved_models = {}  # batch -> SavedModel folder
 
     def __enter__(self):
         return self
@@ -50,9 +57,9 @@ class Serving:
         self.close()
 
     def close(self):
-        if self._saved_model:
-            shutil.rmtree(self._saved_model.parent, ignore_errors=True)
-            self._saved_model = None
+        for folder in self._saved_models.values():
+            shutil.rmtree(folder.parent, ignore_errors=True)
+        self._saved_models = {}
 
     def signature(self, batch):
         import tensorflow as tf
@@ -61,58 +68,67 @@ class Serving:
                 for spec in self.specs]
 
     def function(self):
-        """A tf.function of the model in inference mode (augmentation off, dropout off)."""
+        """A tf.function of the model in inference mode (augmentation off, dropout off), outputs named as in Keras."""
         import tensorflow as tf
 
-        model = self.model
+        model, names = self.model, [spec["name"] for spec in output_specs(self.model)]
+        named = len(set(names)) == len(names)  # two outputs of one layer share a name: keep them positional
 
         def serve(*inputs):
-            return model(list(inputs) if len(inputs) > 1 else inputs[0], training=False)
+            out = model(list(inputs) if len(inputs) > 1 else inputs[0], training=False)
+            if isinstance(out, dict) or not named:
+                return out
+            return dict(zip(names, out if isinstance(out, (list, tuple)) else [out]))
 
         return tf.function(serve)
 
     def tflite_converter(self):
+        """A TFLiteConverter over the traced SavedModel, in this process (explain's selective exports)."""
         import tensorflow as tf
 
-        if self.flavour == "tf_keras" and self.batch is None:
-            return tf.lite.TFLiteConverter.from_keras_model(self.model)
-        # From a SavedModel: a Keras 3 concrete function converts without freezing its variables (the
-        # file then fails at run time in READ_VARIABLE).
         return tf.lite.TFLiteConverter.from_saved_model(str(self.saved_model()))
 
-    def saved_model(self) -> Path:
-        """A SavedModel with one 'serve' endpoint at this Serving's batch (written once, removed by close())."""
-        if self._saved_model is None:
-            import tensorflow as tf
+    def saved_model(self, batch="tflite") -> Path:
+        """A SavedModel with one 'serve' endpoint, at this Serving's TFLite batch or at `batch` (None: dynamic).
 
+        Written once per batch, removed by close().
+        """
+        batch = self.batch if batch == "tflite" else batch
+        if batch not in self._saved_models:
             folder = Path(tempfile.mkdtemp(prefix="edgeopt-export-")) / "saved_model"
             if self.flavour == "keras3":
-                from .keras_io import keras3
-
-                archive = keras3().export.ExportArchive()
-                archive.track(self.model)
-                archive.add_endpoint("serve", self.function(), input_signature=self.signature(self.batch))
-                archive.write_out(str(folder), verbose=False)
+                self._write_keras3(folder, batch)
             else:
-                module = tf.Module()
-                module.model = self.model  # tracked, so its variables are saved with the function
-                module.serve = self.function()
-                with _standard_lstm(self.model):
-                    concrete = module.serve.get_concrete_function(*self.signature(self.batch))
-                tf.saved_model.save(module, str(folder), signatures={"serving_default": concrete})
-            self._saved_model = folder
-        return self._saved_model
+                self._write_tf_keras(folder, batch)
+            self._saved_models[batch] = folder
+            release_memory()  # the traced graphs are not needed here any more: the converters read the files
+        return self._saved_models[batch]
 
-    def onnx(self, opset: int):
-        """(onnx ModelProto) with a dynamic batch."""
-        import tf2onnx
+    def _write_keras3(self, folder, batch):
+        from .keras_io import keras3
 
-        signature = self.signature(None)
-        if self.flavour == "tf_keras":
-            proto, _ = tf2onnx.convert.from_keras(self.model, input_signature=signature, opset=opset)
-        else:
-            proto, _ = tf2onnx.convert.from_function(self.function(), input_signature=signature, opset=opset)
-        return proto
+        archive = keras3().export.ExportArchive()
+        archive.track(self.model)
+        archive.add_endpoint("serve", self.function(), input_signature=self.signature(batch))
+        archive.write_out(str(folder), verbose=False)
+
+    def _write_tf_keras(self, folder, batch):
+        import tensorflow as tf
+
+        module = tf.Module()
+        # Only the variables are tracked: tracking the Keras model itself makes tf.saved_model.save
+        # serialise every layer's call functions too (what TFLiteConverter.from_keras_model does for each
+        # file), which takes longer than the conversions.
+        module.model_variables = list(self.model.variables)
+        module.serve = self.function()
+        with _standard_lstm(self.model):
+            concrete = module.serve.get_concrete_function(*self.signature(batch))
+        try:
+            tf.saved_model.save(module, str(folder), signatures={"serving_default": concrete})
+        except (ValueError, AssertionError):  # a resource outside the variables (a lookup table): track it all
+            shutil.rmtree(folder, ignore_errors=True)
+            module.model = self.model
+            tf.saved_model.save(module, str(folder), signatures={"serving_default": concrete})
 
 
 @contextlib.contextmanager
@@ -137,6 +153,11 @@ def _standard_lstm(model):
 def _all_sublayers(model):
     # tf_keras tracks every nested layer (Bidirectional's forward/backward copies included).
     return model._flatten_layers(include_self=False, recursive=True)
+
+
+def signature_names(inputs: list, outputs: list) -> tuple[list, list]:
+    """The input and output names the exported files carry, in the Keras model's order."""
+    return [_safe_name(spec["name"]) for spec in inputs], [spec["name"] for spec in outputs]
 
 
 def _safe_name(name: str) -> str:

@@ -1,7 +1,7 @@
 """TFLite exports: fp32, fp16, int8 dynamic-range, int8 full-integer (calibrated).
 
 Post-training quantization happens inside TFLiteConverter, so each precision is one conversion of
-the Keras model.
+the model's SavedModel (traced once for every precision, see serving.py).
 """
 
 from __future__ import annotations
@@ -18,28 +18,40 @@ _IO_TYPES = {"int8": "int8", "uint8": "uint8", "float32": "float32"}
 _BOUNDARY_OPS = {"QUANTIZE", "DEQUANTIZE"}
 
 
-def convert(serving, precision: str, options: dict, calibration=None, sparse=False) -> bytes:
-    """One TFLite file of `serving` (a serving.Serving) at `precision`; raise ConversionError naming the cause.
+def convert(serving, converters, precision: str, options: dict, calibration=None, sparse=False) -> bytes:
+    """One TFLite file of `serving` (a serving.Serving) at `precision`, converted in the converter process.
 
     `sparse`: also apply the converter's sparsity optimization (sparse-encoded weights; see tflite_sparse).
-
-    Gotchas: full-integer calibration of a fixed-batch (recurrent) model runs in a child process,
-    because TFLite's calibrator can crash the interpreter on recurrent WHILE loops (SIGSEGV).
+    Raise ConversionError naming the cause; a crash of TFLite's converter or calibrator fails this file only.
     """
+    from .anatomy import recurrent_layers
+
     try:
-        if precision == "int8" and serving.batch:
-            from . import tflite_isolated
-
-            from .anatomy import recurrent_layers
-
-            return tflite_isolated.convert(serving.saved_model(), precision, options, calibration, serving.batch,
-                                           suspects=recurrent_layers(serving.model))
-        converter = serving.tflite_converter()
-    except ConversionError:
-        raise
+        saved_model = serving.saved_model()
     except Exception as e:  # tracing the model failed: nothing TFLite-specific yet
-        raise ConversionError(f"TFLite {precision}: tracing the model failed: {type(e).__name__}: {_first(e)}") from None
-    return configure_and_convert(converter, precision, options, calibration, serving.batch or 1, sparse)
+        raise ConversionError(f"TFLite {precision}: tracing the model failed: {type(e).__name__}: "
+                              f"{_first(e)}") from None
+    hint = ""
+    if precision == "int8":
+        recurrent = recurrent_layers(serving.model)
+        where = f"the WHILE loops of {', '.join(recurrent)}" if recurrent else "this model on the calibration data"
+        hint = (f"TFLite's int8 calibrator runs the model in the TFLite interpreter and cannot run {where} "
+                "(int8-dynamic gives int8 weights with float activations without calibrating)")
+    return converters.call("edgeopt.converter.tflite:convert_saved_model", str(saved_model), precision, options,
+                           calibration, serving.batch or 1, sparse, what=f"TFLite {precision} conversion",
+                           crash_hint=hint)
+
+
+def convert_saved_model(saved_model: str, precision, options, calibration, batch, sparse=False) -> bytes:
+    """The converter-process side of `convert`: TFLiteConverter on the SavedModel `serving` wrote."""
+    import tensorflow as tf
+
+    try:
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved_model)
+    except Exception as e:
+        raise ConversionError(f"TFLite {precision}: reading the traced model failed: {type(e).__name__}: "
+                              f"{_first(e)}") from None
+    return configure_and_convert(converter, precision, options, calibration, batch, sparse)
 
 
 def configure_and_convert(converter, precision, options, calibration, batch, sparse=False) -> bytes:
@@ -92,6 +104,9 @@ class PartialQuantization(ConversionError):
     def __init__(self, message, model_bytes):
         super().__init__(message)
         self.model_bytes = model_bytes
+
+    def __reduce__(self):  # raised in the converter process, re-raised in the parent
+        return type(self), (str(self), self.model_bytes)
 
 
 def _representative(calibration, batch):

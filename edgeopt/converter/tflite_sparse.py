@@ -34,26 +34,33 @@ def worth_trying(model) -> bool:
     return False
 
 
-def convert_smallest(serving, precision: str, options: dict, calibration=None) -> tuple[bytes, dict]:
-    """(the file to keep, {"sparse_encoding": {used, dense_bytes, sparse_bytes, why}})."""
-    dense = tflite.convert(serving, precision, options, calibration)
+def convert_smallest(serving, converters, precision: str, options: dict, calibration=None) -> tuple[bytes, dict]:
+    """(the file to keep, {"sparse_encoding": {used, dense_bytes, sparse_bytes, why}}).
+
+    Both conversions and the trial run happen in the converter process (converter.isolation).
+    """
+    dense = tflite.convert(serving, converters, precision, options, calibration)
     facts = {"used": False, "dense_bytes": len(dense)}
     try:
-        sparse = tflite.convert(serving, precision, options, calibration, sparse=True)
+        sparse = tflite.convert(serving, converters, precision, options, calibration, sparse=True)
     except ConversionError as e:  # the dense file stands; say why there is no sparse one
         return dense, {"sparse_encoding": {**facts, "why": f"the sparse conversion failed: {e}"}}
     facts["sparse_bytes"] = len(sparse)
     if len(sparse) >= len(dense):
         facts["why"] = "the sparse encoding is not smaller"
         return dense, {"sparse_encoding": facts}
-    problem = _cannot_run(sparse)
+    try:  # LiteRT is native code: a crash on the sparse file must not cost the dense one
+        problem = converters.call("edgeopt.converter.tflite_sparse:cannot_run", sparse,
+                                  what="the trial run of the sparse-encoded file")
+    except ConversionError as e:
+        problem = str(e)
     if problem:
         facts["why"] = f"the sparse-encoded file is smaller but LiteRT cannot run it: {problem}"
         return dense, {"sparse_encoding": facts}
     return sparse, {"sparse_encoding": {**facts, "used": True, "why": "the sparse encoding is smaller"}}
 
 
-def _cannot_run(model_bytes) -> str | None:
+def cannot_run(model_bytes) -> str | None:
     """None when LiteRT (default delegates, as users run it) loads the file and runs it on zeros."""
     from ai_edge_litert.interpreter import Interpreter
 
