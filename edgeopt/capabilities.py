@@ -15,6 +15,9 @@ class Capability:
     tool: str
     summary: str
     options: dict = field(default_factory=dict)  # option name -> (allowed values or type, default, help)
+    # How it is made from a quantization-aware (QAT) model, whose fake-quant nodes hold learned int8
+    # ranges; None: not offered after QAT (the file would be int8 anyway, or quantized twice).
+    after_qat: str | None = None
 
 
 _TFLITE_IO = ("int8", "uint8", "float32")
@@ -35,6 +38,7 @@ CAPABILITIES = [
             "io_type": (_TFLITE_IO, "int8", "dtype of the model's inputs and outputs"),
             "allow_float_ops": (bool, False, "accept ops left in float instead of failing"),
         },
+        after_qat="TFLiteConverter with the ranges QAT learned (calibration data is not used)",
     ),
     Capability(
         "onnx", "fp32", False, "tf2onnx", "float32 ONNX graph",
@@ -54,6 +58,7 @@ CAPABILITIES = [
             "per_channel": (bool, True, "one scale per output channel of each weight"),
             "calibration_method": (_ORT_CALIBRATION, "minmax", "how activation ranges are chosen"),
         },
+        after_qat="tf2onnx: QAT's fake-quant nodes become QuantizeLinear/DequantizeLinear (QDQ); only opset applies",
     ),
 ]
 
@@ -67,6 +72,10 @@ def find(format, precision):
 
 def precisions_for(format):
     return [c.precision for c in CAPABILITIES if c.format == format]
+
+
+def after_qat() -> list:
+    return [c for c in CAPABILITIES if c.after_qat]
 
 
 def default_options(cap: Capability) -> dict:

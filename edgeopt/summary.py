@@ -23,9 +23,11 @@ def conversion_table(manifest, markdown=False) -> str:
     notes = [f"  {a.id}: {a.error}" for a in manifest.artifacts if a.error]
     src = manifest.source
     head = f"source: {src.get('path') or src.get('name')} ({src.get('loader')})"
-    pruned = next((a for a in manifest.artifacts if a.stage == "prune" and a.check), None)
-    if pruned and pruned.check.get("accuracy") is not None:
-        head += f"; Keras accuracy {pct(pruned.check['reference_accuracy'])} before pruning, {pct(pruned.check['accuracy'])} after"
+    optimized = [a for a in manifest.artifacts if a.format == "keras" and a.check and a.check.get("accuracy") is not None]
+    if optimized:
+        steps = " + ".join(a.stage for a in optimized)
+        head += (f"; Keras accuracy {pct(optimized[-1].check['reference_accuracy'])} before {steps}, "
+                 f"{pct(optimized[-1].check['accuracy'])} after")
     else:
         ref = next((a.check["reference_accuracy"] for a in manifest.artifacts
                     if a.check and a.check.get("reference_accuracy") is not None), None)

@@ -9,9 +9,9 @@ import argparse
 import sys
 
 from ..errors import EdgeoptError
-from . import bench, convert, demo, formats, survey, target
+from . import bench, convert, demo, formats, steps, survey, target
 
-COMMANDS = [convert, bench, formats, demo, survey, target]
+COMMANDS = [convert, bench, formats, steps, demo, survey, target]
 
 
 def main(argv=None) -> int:
