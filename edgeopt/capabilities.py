@@ -58,7 +58,8 @@ CAPABILITIES = [
             "per_channel": (bool, True, "one scale per output channel of each weight"),
             "calibration_method": (_ORT_CALIBRATION, "minmax", "how activation ranges are chosen"),
         },
-        after_qat="tf2onnx: QAT's fake-quant nodes become QuantizeLinear/DequantizeLinear (QDQ); only opset applies",
+        after_qat="TFLiteConverter (QAT's ranges) then tf2onnx's TFLite frontend: QDQ nodes, int8 weights; only "
+        "opset applies",
     ),
 ]
 

@@ -222,9 +222,9 @@ class _Run:
             if spec.format == "tflite":
                 self._step(spec.format, spec.precision, spec.options, "tflite-convert", parent_id, parent_key,
                            lambda s=spec: self._tflite(serving, s), batch=serving.batch)
-            elif self.quantization_aware:  # the QAT model's fake-quant nodes become QDQ: already int8
+            elif self.quantization_aware:  # the learned ranges become QDQ nodes: int8 without onnxruntime's quantizer
                 self._step("onnx", spec.precision, spec.options, "onnx-export", parent_id, parent_key,
-                           lambda o=spec.options["opset"]: self._onnx_export(serving, o, qdq=True))
+                           lambda o=spec.options["opset"]: self._onnx_from_qat(serving, o))
             else:
                 opset = spec.options["opset"]
                 if opset not in onnx_parents:
@@ -260,15 +260,16 @@ class _Run:
             facts["ranges"] = "learned by quantization-aware training"
         return tflite.convert(serving, spec.precision, spec.options, self.data["calibration"]), facts
 
-    def _onnx_export(self, serving, opset, qdq=False):
+    def _onnx_export(self, serving, opset):
         from .converter import onnx_export
 
-        blob = onnx_export.export(serving, opset)
-        if not qdq:
-            return blob, {}
-        from .converter.onnx_quant import coverage
+        return onnx_export.export(serving, opset), {}
 
-        return blob, {"ranges": "learned by quantization-aware training (tf2onnx: fake-quant -> QDQ)", **coverage(blob)}
+    def _onnx_from_qat(self, serving, opset):
+        from .converter import onnx_export
+
+        blob, facts = onnx_export.export_quantization_aware(serving, opset, self.data["calibration"])
+        return blob, {"ranges": "learned by quantization-aware training", **facts}
 
     def _onnx_quantize(self, spec, fp32_record):
         from .converter import onnx_quant

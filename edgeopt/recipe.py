@@ -159,8 +159,8 @@ def _exports_after_qat(exports) -> list[str]:
         if e.format == "onnx":
             unused = sorted(k for k, v in e.options.items() if k != "opset" and v != cap.options[k][1])
             if unused:
-                problems.append(f"exports[{i}]: {', '.join(unused)} do not apply after qat: tf2onnx writes the "
-                                "learned ranges as QDQ nodes, onnxruntime's quantizer does not run")
+                problems.append(f"exports[{i}]: {', '.join(unused)} do not apply after qat: the learned ranges are "
+                                "written as QDQ nodes, onnxruntime's quantizer does not run")
     return problems
 
 
