@@ -2,13 +2,15 @@
 `clusters` distinct values, so it compresses well; sparsity from an earlier prune step can be preserved.
 
 Gotchas: clustering shrinks the *compressed* file (gzip), not the raw .tflite, whose weights stay int8 or
-float; Conv2D layers with fewer weights than clusters are left as they are (tfmot's rule).
+float; layers with no more weights than clusters are left as they are (tfmot's rule for Conv2D, applied to
+every layer).
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 from pydantic import Field
 
 from ..errors import ConversionError
@@ -51,10 +53,15 @@ def cluster(model, spec, train, *, seed=0, progress=True, log=print, fine_tune):
     from ..converter.keras_io import tf_keras
 
     init = getattr(tfmot.clustering.keras.CentroidInitialization, INITIALISATIONS[spec.init])
-    plan = []
+    plan, too_small = [], []
 
     def wrap(layer):
         if not selected(layer, spec) or not _clusterable(layer):
+            return layer
+        kernel = getattr(layer, "kernel", None)
+        if kernel is not None and int(np.prod(kernel.shape)) <= spec.clusters:
+            # tfmot skips such Conv2D layers itself, but fails inside k-means++ on a Dense one.
+            too_small.append(layer.name)
             return layer
         wrapped = tfmot.clustering.keras.cluster_weights(
             layer, number_of_clusters=spec.clusters, cluster_centroids_init=init,
@@ -73,7 +80,7 @@ def cluster(model, spec, train, *, seed=0, progress=True, log=print, fine_tune):
     log(f"clustering {len(plan)} layer(s) to {spec.clusters} values each ({spec.init} initialisation"
         f"{', zeros kept' if spec.preserve_sparsity else ''})")
     fine_tune(wrapped, train, spec.epochs)
-    return tfmot.clustering.keras.strip_clustering(wrapped), {"layers": plan}
+    return tfmot.clustering.keras.strip_clustering(wrapped), {"layers": plan, "fewer_weights_than_clusters": too_small}
 
 
 def _clusterable(layer) -> bool:

@@ -40,6 +40,7 @@ def sparsity(model, layer_names=None, m_by_n=None, block_size=None) -> dict:
             layers[name]["m_by_n_compliance"] = m_by_n_compliance(kernel, m_by_n)
         if block_size and tuple(block_size) != (1, 1) and kernel.ndim == 2:
             layers[name]["block_compliance"] = block_compliance(kernel, block_size)
+            layers[name]["block_sparsity"] = block_sparsity(kernel, block_size)
         zeros += z
         total += kernel.size
     every = [w for w in model.get_weights() if np.issubdtype(np.asarray(w).dtype, np.floating)]
@@ -62,14 +63,26 @@ def m_by_n_compliance(kernel, m_by_n):
     return round(float(np.mean(np.count_nonzero(groups, axis=1) <= m)), 6)
 
 
-def block_compliance(kernel, block_size):
-    """Share of zero weights that lie in blocks that are zero as a whole (1.0: the block pattern holds)."""
+def _blocks(kernel, block_size):
+    """(blocks that are zero as a whole, as a (rows, columns) grid; the grid expanded to the kernel's shape)."""
     bh, bw = block_size
     h, w = kernel.shape
     padded = np.pad(kernel, ((0, -h % bh), (0, -w % bw)))  # edge blocks, as tfmot pools them ('SAME')
     blocks = padded.reshape(padded.shape[0] // bh, bh, padded.shape[1] // bw, bw)
     empty = np.all(blocks == 0, axis=(1, 3))
-    in_empty_block = np.repeat(np.repeat(empty, bh, axis=0), bw, axis=1)[:h, :w]
+    return empty, np.repeat(np.repeat(empty, bh, axis=0), bw, axis=1)[:h, :w]
+
+
+def block_sparsity(kernel, block_size):
+    """Share of blocks that are zero as a whole: what tfmot's target counts when it prunes blocks (edge blocks
+    padded, so fewer single weights may be zero than the target when a dimension is not a multiple of a block)."""
+    empty, _ = _blocks(kernel, block_size)
+    return round(float(empty.mean()), 6)
+
+
+def block_compliance(kernel, block_size):
+    """Share of zero weights that lie in blocks that are zero as a whole (1.0: the block pattern holds)."""
+    _, in_empty_block = _blocks(kernel, block_size)
     zeros = kernel == 0
     return round(float(np.count_nonzero(zeros & in_empty_block) / np.count_nonzero(zeros)), 6) if zeros.any() else 1.0
 
