@@ -90,7 +90,8 @@ def _clusterable(layer) -> bool:
 
 
 def verify(spec, record, measured) -> tuple[list, dict]:
-    """At most `clusters` distinct values per clustered kernel (+1 for the zeros sparsity preservation keeps)."""
+    """At most `clusters` distinct values per clustered kernel, or per output channel of a Conv2D kernel with
+    per_channel (+1 for the zeros sparsity preservation keeps)."""
     limit = spec.clusters + (1 if spec.preserve_sparsity else 0)
     over = {n: v for n, v in measured["distinct_values"].items() if n in record["layers"] and v > limit}
     problems = [f"layer {n} has {v} distinct kernel values, more than {limit}" for n, v in over.items()]

@@ -87,7 +87,16 @@ def block_compliance(kernel, block_size):
     return round(float(np.count_nonzero(zeros & in_empty_block) / np.count_nonzero(zeros)), 6) if zeros.any() else 1.0
 
 
-def distinct_values(model, layer_names=None) -> dict:
-    """Distinct kernel values per layer: a clustered layer has at most its number of clusters (plus 0)."""
+def distinct_values(model, layer_names=None, per_channel=False) -> dict:
+    """Distinct kernel values per layer (a clustered layer has at most its number of clusters, plus 0); with
+    `per_channel`, the most in any output channel of a Conv2D kernel (tfmot clusters those channel by channel)."""
     found = kernels(model)
-    return {name: int(np.unique(k).size) for name, k in found.items() if layer_names is None or name in layer_names}
+    counts = {}
+    for name, k in found.items():
+        if layer_names is not None and name not in layer_names:
+            continue
+        if per_channel and k.ndim == 4:
+            counts[name] = max(int(np.unique(k[..., c]).size) for c in range(k.shape[-1]))
+        else:
+            counts[name] = int(np.unique(k).size)
+    return counts

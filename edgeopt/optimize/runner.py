@@ -55,7 +55,7 @@ class Optimized:
 @dataclass
 class _State:
     pruned: dict = field(default_factory=dict)  # layer names, m_by_n, block_size of the prune step
-    clustered: list = field(default_factory=list)
+    clustered: dict = field(default_factory=dict)  # layer names, per_channel of the cluster step
     measured: dict = field(default_factory=dict)  # the last step's measurements: what the next must keep
 
 
@@ -152,7 +152,8 @@ def _artifact(ctx, p, art_id, parent_id, key, model, facts, state, result) -> Ar
         measured["sparsity"] = measure.sparsity(model, state.pruned["layers"], state.pruned.get("m_by_n"),
                                                 state.pruned.get("block_size"))
     if state.clustered:
-        measured["distinct_values"] = facts["distinct_values"] = measure.distinct_values(model, state.clustered)
+        measured["distinct_values"] = facts["distinct_values"] = measure.distinct_values(
+            model, state.clustered["layers"], state.clustered["per_channel"])
     state.measured = {k: v for k, v in measured.items() if k != "before"}
     check = compare(ctx.source_outputs, ctx.predict(model), "fp32", ctx.evaluation.y)  # figures; verdict below
     problems, tolerance = p.step.verify(p.spec, result, measured) if p.step.verify else ([], {})
@@ -172,9 +173,9 @@ def _remember(state, p, result, sparsity, distinct):
         state.pruned = {"layers": list(result.get("layers", {})), "m_by_n": p.spec.m_by_n,
                         "block_size": list(p.spec.block_size)}
     elif p.name == "cluster":
-        state.clustered = list(result.get("layers", []))
+        state.clustered = {"layers": list(result.get("layers", [])), "per_channel": p.spec.per_channel}
     elif p.step.replaces_model and p.step.replaces_model(p.spec):
-        state.pruned, state.clustered = {}, []
+        state.pruned, state.clustered = {}, {}
     if sparsity or distinct:
         state.measured = {k: v for k, v in (("sparsity", sparsity), ("distinct_values", distinct)) if v}
 
