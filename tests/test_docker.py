@@ -29,10 +29,14 @@ def test_every_copied_path_exists_and_survives_dockerignore(image):
 
 
 @pytest.mark.parametrize("image", sorted(DOCKERFILES))
-def test_base_image_is_a_pinned_python_that_pyproject_allows(image):
-    (base,) = [args for op, args in instructions(DOCKERFILES[image]) if op == "FROM"]
-    match = re.search(r"python:(\d+)\.(\d+)\.(\d+)-slim-bookworm$", base)
-    assert match, f"{base}: pin the exact patch release and the Debian release"
+def test_base_image_is_a_build_argument_defaulting_to_a_pinned_python_that_pyproject_allows(image):
+    steps = instructions(DOCKERFILES[image])
+    (base,) = [args for op, args in steps if op == "FROM"]
+    assert base.endswith("${BASE}"), f"FROM {base}: the base image must be the build argument BASE"
+    (default,) = [args.split("=", 1)[1] for op, args in steps if op == "ARG" and args.startswith("BASE=")]
+    assert steps.index(("ARG", f"BASE={default}")) < steps.index(("FROM", base))
+    match = re.search(r"^python:(\d+)\.(\d+)\.(\d+)-slim-bookworm$", default)
+    assert match, f"{default}: pin the exact patch release and the Debian release"
     minimum = re.match(r">=(\d+)\.(\d+)", PYPROJECT["project"]["requires-python"]).groups()
     assert tuple(map(int, match.groups()[:2])) >= tuple(map(int, minimum))
 
@@ -53,7 +57,7 @@ def test_runner_installs_the_tensorflow_free_base_and_converter_the_convert_extr
 
 def test_converter_is_x86_64_only_and_readme_documents_both_builds():
     (base,) = [args for op, args in instructions(DOCKERFILES["converter"]) if op == "FROM"]
-    assert base.startswith("--platform=linux/amd64 ")
+    assert base == "--platform=linux/amd64 ${BASE}"
     readme = (ROOT / "README.md").read_text()
     assert "docker buildx build --platform linux/amd64,linux/arm64 -f docker/runner.Dockerfile" in readme
     assert "docker buildx build --platform linux/amd64 -f docker/converter.Dockerfile" in readme
