@@ -4,7 +4,10 @@ from .table import human_bytes, pct, render
 
 
 def conversion_table(manifest, markdown=False) -> str:
-    fp32 = {a.format: a.size_bytes for a in manifest.artifacts if a.precision == "fp32" and a.size_bytes}
+    fp32 = {}
+    for a in manifest.artifacts:  # the first fp32 file of each format: the model before any optimize step
+        if a.precision == "fp32" and a.size_bytes:
+            fp32.setdefault(a.format, a.size_bytes)
     rows = []
     for a in manifest.artifacts:
         c = a.check or {}

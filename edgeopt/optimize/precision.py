@@ -8,14 +8,11 @@ Gotchas: a layer's dtype policy is fixed when it is built, so this rebuilds the 
 
 from __future__ import annotations
 
-from ..converter.keras_io import tf_keras
-
 MIXED = "mixed_bfloat16"
 
 
 def with_policy(model, policy):
     """A copy of `model` whose layers use dtype `policy` (float32 or mixed_bfloat16), weights copied."""
-    keras = tf_keras()
     config = model.get_config()
     outputs = {name for name, *_ in config.get("output_layers", [])}
     if type(model).__name__ == "Sequential":

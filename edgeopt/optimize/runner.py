@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..check import compare
+from ..data import is_synthetic
 from ..errors import EdgeoptError
 from ..manifest import Artifact
 from . import measure
@@ -79,7 +80,7 @@ def run_steps(planned, ctx: StepContext, name: str) -> Optimized:
 
 def _one_step(ctx, p, art_id, before, state, teachers) -> Optimized:
     teacher_key = teachers.key(p.teacher)
-    data = ctx.train.describe() | {"synthetic": ctx.train.source.startswith("synthetic")} if ctx.train else None
+    data = ctx.train.describe() | {"synthetic": is_synthetic(ctx.train)} if ctx.train else None
     key = _key(before.parent_key, p.name, p.spec.model_dump(mode="json"), ctx.versions, data, ctx.seed, teacher_key)
     reused = ctx.reusable(art_id, key)
     if reused:
