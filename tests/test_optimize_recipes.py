@@ -65,6 +65,7 @@ def test_a_yaml_recipe_resolves_a_teacher_file_relative_to_itself(tmp_path, mode
     ({"optimize": [{"distill": {"width": 0.25}}]}, r"width applies to a built student"),
     ({"optimize": [{"prune": {"m_by_n": "2:4", "block_size": [1, 4]}}]}, r"m_by_n and block_size are exclusive"),
     ({"optimize": [{"prune": {"patience": 2}}]}, r"optimize\[0\].prune: patience needs a validation_split"),
+    ({"optimize": [{"qat": {"mixed_precision": True}}]}, r"mixed_precision does not apply to qat"),
     ({"optimize": ["qat"], "exports": [{"format": "tflite", "precision": "fp16"}]}, r"exports\[0\]: tflite/fp16 cannot follow qat"),
     ({"optimize": ["qat"], "exports": [{"format": "onnx", "precision": "int8", "per_channel": False}]},
      r"exports\[0\]: per_channel do not apply after qat"),

@@ -129,7 +129,8 @@ def fit(model, train, targets, fit_idx, val_idx, spec, epochs, callbacks, settle
 
 
 def _compute_dtype(model):
-    policies = {getattr(getattr(layer, "dtype_policy", None), "compute_dtype", None) for layer in model.layers}
+    layers = [getattr(layer, "layer", layer) for layer in model.layers]  # tfmot wrappers keep their own policy
+    policies = {getattr(getattr(layer, "dtype_policy", None), "compute_dtype", None) for layer in layers}
     return "bfloat16" if "bfloat16" in policies else "float32"
 
 

@@ -33,6 +33,14 @@ class QATSpec(FineTuneSpec):
                                                   "fixed (inference mode) while training")
 
 
+    def problems(self) -> list[str]:
+        found = super().problems()
+        if self.mixed_precision:
+            found.append("mixed_precision does not apply to qat: bfloat16 keeps 8 significant bits, too few to "
+                         "simulate int8 rounding (and tfmot's QAT wrappers cannot be rebuilt in float32 afterwards)")
+        return found
+
+
 def resolve(spec, earlier):
     if spec.preserve != "auto":
         return spec
