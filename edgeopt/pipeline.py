@@ -14,10 +14,11 @@ from pathlib import Path
 
 from . import data as datalib
 from .check import check_io, compare, predict_at_batch
-from .errors import ConversionError, DataError, EdgeoptError, RecipeError
+from .errors import ConversionError, EdgeoptError, RecipeError
 from .fileio import check_writable_dir, gzip_size, sha256_tree, tree_size, write_bytes_atomic
 from .manifest import MANIFEST_NAME, Artifact, Manifest
 from .naming import export_name, stem
+from .optimize.plan import missing_training_data, refuse_unlabelled_training, synthetic_training_warning
 from .recipe import Recipe, build_recipe, load_recipe
 from .versions import tool_versions
 
@@ -102,39 +103,10 @@ def _validate_request(recipe, model, sources):
             "--calibration calib.npz (with an array 'x') or calibration=... in the API, or drop those exports "
             "(--calibration synthetic makes a smoke conversion on random inputs, marked as such)"
         )
-    training = [p.where for p in recipe.steps() if p.step.trains]
-    if training and sources["train"] is None:
-        problems.append(
-            f"{_verb(training, 'fine-tunes', 'fine-tune')} the model, so training data is needed: pass --train train.npz (x, and "
-            "y unless every training step distils) or train=... in the API, or drop those steps"
-        )
+    if sources["train"] is None:
+        problems += missing_training_data(recipe.steps())
     if problems:
         raise RecipeError(problems)
-
-
-def _verb(subjects, one, many):
-    return f"{', '.join(subjects)} {one if len(subjects) == 1 else many}"
-
-
-def _refuse_synthetic_training(recipe):
-    from .optimize.plan import needing_labels
-
-    labelled = needing_labels(recipe.steps())
-    if labelled:
-        raise DataError(
-            f"training data cannot be synthetic: {_verb(labelled, 'trains', 'train')} on labels, which random inputs do not "
-            "have. Pass --train train.npz (x, y), or let those steps distil (teacher: source, or a distill step "
-            "first): a teacher's outputs on random inputs need no labels")
-
-
-def _refuse_unlabelled_training(recipe, train):
-    from .optimize.plan import needing_labels
-
-    labelled = needing_labels(recipe.steps())
-    if train is not None and train.y is None and labelled:
-        raise DataError(
-            f"training data from {train.source} has no labels (y), but {_verb(labelled, 'trains', 'train')} on labels: add y "
-            "to the data, or let those steps distil from a teacher (teacher: source, or a distill step first)")
 
 
 class _Run:
@@ -168,11 +140,7 @@ class _Run:
         for role, src in sources.items():
             if isinstance(src, str) and src == datalib.SYNTHETIC:
                 if role == "train":
-                    _refuse_synthetic_training(self.recipe)
-                if role == "train":
-                    self.log("warning: training on synthetic inputs: the steps learn the teacher's outputs on random "
-                             "inputs, which may not carry over to real data (a ds_cnn student distilled from the "
-                             "digits CNN on noise agreed with it on 11% of real digits, chance being 10%)")
+                    self.log(synthetic_training_warning(self.recipe.steps()))
                 n = SYNTHETIC_TRAIN_SAMPLES if role == "train" else min(limits[role], 256)
                 loaded[role] = datalib.synthetic(self.input_specs, n, r.seed, ranges)
                 continue
@@ -182,7 +150,7 @@ class _Run:
                 if limits[role]:
                     ds = ds.take(limits[role], seed=r.seed)
             loaded[role] = ds
-        _refuse_unlabelled_training(self.recipe, loaded["train"])
+        refuse_unlabelled_training(self.recipe.steps(), loaded["train"])
         if loaded["calibration"] is None and self.recipe.quantization_aware() and loaded["train"] is not None:
             # TFLiteConverter asks for a representative dataset even when QAT learned the ranges (it ignores it)
             loaded["calibration"] = loaded["train"].take(r.data.calibration_samples, seed=r.seed)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
+from ..errors import DataError
 from .registry import STEPS, Step
 
 # Teachers named by role rather than by file.
@@ -160,6 +161,39 @@ def plan(entries: list[StepEntry]) -> list[PlannedStep]:
 def needing_labels(planned: list[PlannedStep]) -> list[str]:
     """The steps that train on labels (no teacher supplies their targets)."""
     return [p.where for p in planned if p.step.trains and p.teacher is None]
+
+
+def missing_training_data(planned) -> list[str]:
+    training = [p.where for p in planned if p.step.trains]
+    if not training:
+        return []
+    return [f"{_verb(training, 'fine-tunes', 'fine-tune')} the model, so training data is needed: pass --train "
+            "train.npz (x, and y unless every training step distils) or train=... in the API, or drop those steps"]
+
+
+def synthetic_training_warning(planned) -> str:
+    """The warning for synthetic training inputs, or DataError when a step needs labels they cannot have."""
+    labelled = needing_labels(planned)
+    if labelled:
+        raise DataError(
+            f"training data cannot be synthetic: {_verb(labelled, 'trains', 'train')} on labels, which random inputs "
+            "do not have. Pass --train train.npz (x, y), or let those steps distil (teacher: source, or a distill step "
+            "first): a teacher's outputs on random inputs need no labels")
+    return ("warning: training on synthetic inputs: the steps learn the teacher's outputs on random inputs, which may "
+            "not carry over to real data (a ds_cnn student distilled from the digits CNN on noise agreed with it no "
+            "better than chance on real digits)")
+
+
+def refuse_unlabelled_training(planned, train):
+    labelled = needing_labels(planned)
+    if train is not None and train.y is None and labelled:
+        raise DataError(
+            f"training data from {train.source} has no labels (y), but {_verb(labelled, 'trains', 'train')} on labels: "
+            "add y to the data, or let those steps distil from a teacher (teacher: source, or a distill step first)")
+
+
+def _verb(subjects, one, many):
+    return f"{', '.join(subjects)} {one if len(subjects) == 1 else many}"
 
 
 def model_problems(planned: list[PlannedStep], model) -> list[str]:
