@@ -77,8 +77,8 @@ def test_a_student_for_a_flat_input_is_refused_with_the_way_out():
         students.build("ds_cnn", (64,), 10)
 
 
-def test_a_built_student_learns_the_teacher_from_unlabelled_inputs(model_h5, tmp_path):
-    recipe = {"optimize": [{"distill": {"student": "ds_cnn", "width": 0.5, "epochs": 4}}],
+def test_a_built_student_learns_a_teacher_file_from_unlabelled_inputs(model_h5, tmp_path):
+    recipe = {"optimize": [{"distill": {"student": "ds_cnn", "width": 0.5, "epochs": 4, "teacher": str(model_h5)}}],
               "exports": [{"format": "tflite", "precision": "fp32"}]}
     inputs = data.Dataset(data.digits("train").x, None, "digits inputs")
     manifest = edgeopt.convert(str(model_h5), recipe, train=inputs, evaluation="digits", out=tmp_path,
@@ -86,6 +86,9 @@ def test_a_built_student_learns_the_teacher_from_unlabelled_inputs(model_h5, tmp
     student = manifest.get("digits_cnn.distilled-ds_cnn50.keras")
     assert student.status == "ok", student.error
     assert student.facts["data"]["labels"] is False and student.facts["training"][0]["objective"]["alpha"] == 0.0
+    from edgeopt.fileio import sha256_file
+
+    assert student.facts["teacher"] == {"model": str(model_h5), "sha256": sha256_file(model_h5)}
     assert student.facts["result"]["parameters"]["after"] < 0.5 * student.facts["result"]["parameters"]["before"]
     assert student.check["top1_agreement"] > 0.6 and student.check["accuracy"] > 0.6
     assert manifest.get("digits_cnn.distilled-ds_cnn50.fp32.tflite").ok

@@ -131,3 +131,13 @@ def test_a_step_that_fails_is_recorded_and_the_exports_start_from_the_model_befo
     assert cluster.status == "failed" and "no selected layer tfmot can cluster with 8 clusters" in cluster.error
     assert qat.status == "skipped" and "optimize[0].cluster failed" in qat.error
     assert export.id == "small.int8.tflite" and export.parent is None
+
+
+def test_every_centroid_initialisation_is_one_tfmot_has():
+    import tensorflow_model_optimization as tfmot
+
+    from edgeopt.optimize.cluster import INITIALISATIONS, ClusterSpec
+
+    assert set(INITIALISATIONS) == set(ClusterSpec.model_fields["init"].annotation.__args__)
+    for name in INITIALISATIONS.values():
+        assert hasattr(tfmot.clustering.keras.CentroidInitialization, name)
