@@ -127,8 +127,8 @@ def prune(model, spec, train, *, seed=0, progress=True, log=print, fine_tune):
     plan = {name: layer for name, layer in plan.items() if name in pruned}
     if not plan:
         raise ConversionError(f"model {model.name!r} has no selected layer tfmot can prune (Dense, Conv, ...)")
-    log(f"pruning {len(plan)} layer(s) to {effective_target(spec):.0%} sparsity ({spec.schedule} schedule, "
-        f"{spec.epochs} epochs)")
+    log(f"pruning to {effective_target(spec):.0%} sparsity: {len(plan)} layer(s), {spec.schedule} schedule, "
+        f"{spec.epochs} epochs")
     ramp_epochs = math.ceil(ramp_end / steps_per_epoch) if spec.schedule == "polynomial" else 0
     fine_tune(wrapped, train, spec.epochs, callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
               settle_epochs=ramp_epochs)

@@ -35,8 +35,8 @@ class StepContext:
     versions: dict
     out: Path
     reusable: Callable  # (artifact id, cache key) -> Artifact from an earlier run, or None
-    finish: Callable  # (Artifact, seconds) -> records it (hashes the file, saves the manifest)
-    write_model: Callable  # (tf_keras model, artifact id) -> writes it into the output folder
+    finish: Callable  # (Artifact, seconds, staged file or None) -> publishes the record with its file
+    write_model: Callable  # (tf_keras model, artifact id) -> the staged file (published by finish)
     predict: Callable  # model -> outputs on the evaluation inputs
     progress: bool = True
     log: Callable = print
@@ -103,10 +103,10 @@ def _one_step(ctx, p, art_id, before, state, teachers) -> Optimized:
                                fine_tune=tuner)
     if mixed:
         model = with_policy(model, "float32")
-    ctx.write_model(_without_optimizer(model, p.step.file_suffix), art_id)
+    staged = ctx.write_model(_without_optimizer(model, p.step.file_suffix), art_id)
     facts |= {"result": result, "training": tuner.records, "data": data, "teacher": teachers.describe(p.teacher)}
     art = _artifact(ctx, p, art_id, before.parent_id, key, model, facts, state, result)
-    ctx.finish(art, time.time() - t0)
+    ctx.finish(art, time.time() - t0, staged)  # a failed check publishes the model under failed/
     quantization_aware = before.quantization_aware or p.step.quantizes
     return Optimized(model, art_id, art.sha256, _stem(art_id), quantization_aware)
 
