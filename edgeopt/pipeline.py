@@ -22,7 +22,7 @@ from .errors import ConversionError, EdgeoptError, RecipeError
 from .fileio import check_writable_dir, sha256_file, sha256_tree
 from .manifest import MANIFEST_NAME, Artifact, Manifest
 from .naming import export_name, stem
-from .optimize.plan import missing_training_data, refuse_unlabelled_training, synthetic_training_warning
+from .steps.plan import missing_training_data, refuse_unlabelled_training, synthetic_training_warning
 from .publish import OutputFolder
 from .recipe import Recipe, build_recipe, load_recipe
 from .scratch import in_private_tempdir
@@ -97,7 +97,7 @@ def _as_recipe(recipe) -> Recipe:
 def _refuse_unfit_steps(recipe, model):
     """Before any work: problems the optimize steps would hit on this model (e.g. a subclassed model, a layer
     name that is not there), all at once."""
-    from .optimize.plan import model_problems
+    from .steps.plan import model_problems
 
     problems = model_problems(recipe.steps(), model)
     if problems:
@@ -175,7 +175,7 @@ class _Run:
 
     # ---- the steps -------------------------------------------------------------------------------
     def execute(self) -> Manifest:
-        from .optimize.runner import run_steps
+        from .steps.runner import run_steps
 
         model = self.loaded.model
         base_key = self.loaded.info.get("sha256") or _model_fingerprint(model)
@@ -225,7 +225,7 @@ class _Run:
                     self._onnx_quantize(spec, fp32)
 
     def _step_context(self, base_key):
-        from .optimize.runner import StepContext
+        from .steps.runner import StepContext
 
         return StepContext(
             source=self.loaded.model, source_key=base_key, source_outputs=self.source_outputs,

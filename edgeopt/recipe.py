@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from . import capabilities
 from .errors import RecipeError
-from .optimize.plan import StepEntry, entries_from_recipe_data, sequence_problems
+from .steps.plan import StepEntry, entries_from_recipe_data, sequence_problems
 
 
 class DataSpec(BaseModel):
@@ -121,8 +121,8 @@ class Recipe(BaseModel):
         return _quantization_aware([e.step for e in self.optimize])
 
     def steps(self):
-        """The optimize sequence as it will run (optimize.plan.PlannedStep, 'auto' options resolved)."""
-        from .optimize.plan import plan
+        """The optimize sequence as it will run (steps.plan.PlannedStep, 'auto' options resolved)."""
+        from .steps.plan import plan
 
         return plan(self.optimize)
 
@@ -139,7 +139,7 @@ class Recipe(BaseModel):
 
 
 def _quantization_aware(entries) -> bool:
-    from .optimize.registry import STEPS
+    from .steps.registry import STEPS
 
     names = [e.get("step") if isinstance(e, dict) else e for e in (entries or [])]
     return any(STEPS[n].quantizes for n in names if isinstance(n, str) and n in STEPS)

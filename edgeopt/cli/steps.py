@@ -8,7 +8,7 @@ def add(sub):
 
 
 def _steps(args):
-    from ..optimize.docs import reference
+    from ..steps.docs import reference
 
     print(reference(markdown=args.markdown))
     print("\nA recipe lists steps in order under optimize:, e.g. [prune, cluster, qat] or "

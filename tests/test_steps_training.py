@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from edgeopt import data
-from edgeopt.optimize.objective import build_objective
-from edgeopt.optimize.training import FineTuner, FineTuneSpec, cpu_has_bfloat16
+from edgeopt.steps.objective import build_objective
+from edgeopt.steps.training import FineTuner, FineTuneSpec, cpu_has_bfloat16
 
 
 def tiny_model(seed=0):
@@ -42,7 +42,7 @@ def lr_at(schedule, step):
     ({"lr_schedule": "constant", "warmup_epochs": 2}, {4: 2.5e-4, 19: 1e-3, 30: 1e-3}),
 ])
 def test_learning_rate_schedules_follow_their_shape(options, expected):
-    from edgeopt.optimize.keras_training import learning_rate
+    from edgeopt.steps.keras_training import learning_rate
 
     schedule = learning_rate(FineTuneSpec(epochs=4, **options), steps_per_epoch=10, epochs=4)
     for step, want in expected.items():
@@ -56,7 +56,7 @@ def test_learning_rate_schedules_follow_their_shape(options, expected):
     ({"optimizer": "adam", "clip_norm": 1.5}, lambda o: type(o).__name__ == "Adam" and o.clipnorm == 1.5),
 ])
 def test_optimizers_carry_decay_momentum_and_clipping(options, check):
-    from edgeopt.optimize.keras_training import optimizer
+    from edgeopt.steps.keras_training import optimizer
 
     assert check(optimizer(FineTuneSpec(**options), 1e-3))
 
@@ -110,7 +110,7 @@ def test_progress_without_a_terminal_is_one_plain_line_per_epoch(toy):
 
 @pytest.mark.skipif(not cpu_has_bfloat16(), reason="this CPU has no bfloat16 instructions")
 def test_mixed_precision_trains_in_bfloat16_and_gives_back_float32(toy):
-    from edgeopt.optimize.precision import MIXED, with_policy
+    from edgeopt.steps.precision import MIXED, with_policy
 
     mixed = with_policy(tiny_model(), MIXED)
     assert mixed.get_layer("fc").compute_dtype == "bfloat16" and mixed.get_layer("out").compute_dtype == "float32"

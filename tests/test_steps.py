@@ -1,4 +1,4 @@
-"""Every declared optimization step is run, recorded, reused and documented as declared (edgeopt/optimize/).
+"""Every declared optimization step is run, recorded, reused and documented as declared (edgeopt/steps/).
 
 A test here fails when a step is declared without being tested (as tests/test_capabilities.py does for
 exports), when the manifest's records stop matching the declared options, or when `edgeopt steps` or the
@@ -15,8 +15,8 @@ import pytest
 
 import edgeopt
 from edgeopt import data
-from edgeopt.optimize import STEPS
-from edgeopt.optimize.docs import reference
+from edgeopt.steps import STEPS
+from edgeopt.steps.docs import reference
 
 # prune -> cluster -> qat: PCQAT keeps both the zeros and the clusters; exports default to those QAT offers.
 CHAIN = {"name": "chain", "optimize": [

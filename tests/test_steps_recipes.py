@@ -136,7 +136,7 @@ def test_a_step_that_fails_is_recorded_and_the_exports_start_from_the_model_befo
 def test_every_centroid_initialisation_is_one_tfmot_has():
     import tensorflow_model_optimization as tfmot
 
-    from edgeopt.optimize.cluster import INITIALISATIONS, ClusterSpec
+    from edgeopt.steps.cluster import INITIALISATIONS, ClusterSpec
 
     assert set(INITIALISATIONS) == set(ClusterSpec.model_fields["init"].annotation.__args__)
     for name in INITIALISATIONS.values():

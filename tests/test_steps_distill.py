@@ -6,8 +6,8 @@ import pytest
 import edgeopt
 from edgeopt import data
 from edgeopt.errors import DataError
-from edgeopt.optimize.objective import Objective, build_objective
-from edgeopt.optimize.training import FineTuneSpec
+from edgeopt.steps.objective import Objective, build_objective
+from edgeopt.steps.training import FineTuneSpec
 
 
 def softmax(z):
@@ -60,7 +60,7 @@ def test_learning_without_labels_needs_a_teacher_and_alpha_zero(alpha, labels, p
 
 @pytest.mark.parametrize("student,shape", [("ds_cnn", (8, 8, 1)), ("mobilenet", (8, 8, 1)), ("ds_cnn", (8, 8))])
 def test_students_are_built_for_the_input_the_outputs_and_the_width(student, shape):
-    from edgeopt.optimize import students
+    from edgeopt.steps import students
 
     half = students.build(student, shape, 10, width=0.5)
     full = students.build(student, shape, 10, width=1.0, probabilities=True)
@@ -71,7 +71,7 @@ def test_students_are_built_for_the_input_the_outputs_and_the_width(student, sha
 
 def test_a_student_for_a_flat_input_is_refused_with_the_way_out():
     from edgeopt.errors import ConversionError
-    from edgeopt.optimize import students
+    from edgeopt.steps import students
 
     with pytest.raises(ConversionError, match=r"takes images .* or sequences .*input is \(64,\): use student: self"):
         students.build("ds_cnn", (64,), 10)

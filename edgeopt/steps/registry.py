@@ -1,6 +1,6 @@
 """The optimization steps a recipe can list under `optimize:`, declared once; read everywhere.
 
-Recipe validation, `edgeopt steps`, the README's tables and the test matrix (tests/test_optimize_steps.py
+Recipe validation, `edgeopt steps`, the README's tables and the test matrix (tests/test_steps.py
 fails when a declared step has no test) all read `STEPS`. A step is a plain function
 
     run(model, spec, train, *, seed, progress, log, fine_tune) -> (optimized tf_keras model, record dict)
@@ -9,7 +9,7 @@ plus this declaration. `fine_tune(model, train, epochs=None, *, callbacks=(), se
 shared fine-tuning recipe (training.py) bound to the step's options and objective (labels, a teacher, or
 both). Step modules import TensorFlow inside their functions, so reading this table stays TensorFlow-free.
 
-Registering a step is one declaration, e.g. for structured channel pruning (edgeopt/optimize/channels.py):
+Registering a step is one declaration, e.g. for structured channel pruning (edgeopt/steps/channels.py):
 
     Step("channels", ChannelPruneSpec, prune_channels, tool="edgeopt channel surgery + fine-tuning",
          summary="removes whole channels: a smaller, faster dense model", tag=lambda s: "channels")
