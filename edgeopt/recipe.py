@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 from pathlib import Path
+
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -92,26 +93,8 @@ class Recipe(BaseModel):
 
     def problems(self) -> list[str]:
         """Every problem capability checks find, all at once (pydantic already checked the types)."""
-        problems = []
-        seen = set()
-        for i, e in enumerate(self.exports):
-            cap = capabilities.find(e.format, e.precision)
-            if e.format not in capabilities.FORMATS:
-                problems.append(
-                    f"exports[{i}]: unknown format {e.format!r} (valid formats: {', '.join(capabilities.FORMATS)})"
-                )
-            elif cap is None:
-                valid = ", ".join(capabilities.precisions_for(e.format))
-                problems.append(f"exports[{i}]: {e.format} has no precision {e.precision!r} (valid: {valid})")
-            else:
-                problems.extend(f"exports[{i}]: {p}" for p in capabilities.validate_options(cap, e.options))
-            if e.key in seen:
-                problems.append(f"exports[{i}]: {e.format}/{e.precision} with these options is listed twice")
-            seen.add(e.key)
-        for p in sorted(self.check.tolerances):
-            if p not in capabilities.PRECISIONS:
-                problems.append(f"check.tolerances: unknown precision {p!r} (valid: {', '.join(capabilities.PRECISIONS)})")
-        problems += sequence_problems(self.optimize)
+        problems = (_export_problems(enumerate(self.exports)) + _tolerance_problems(self.check.tolerances)
+                    + sequence_problems(self.optimize))
         if self.quantization_aware():
             problems += _exports_after_qat(self.exports)
         return problems
@@ -164,6 +147,71 @@ def _exports_after_qat(exports) -> list[str]:
     return problems
 
 
+def _export_problems(numbered) -> list[str]:
+    """`numbered`: (index in the recipe, ExportSpec) pairs."""
+    problems, seen = [], set()
+    for i, e in numbered:
+        cap = capabilities.find(e.format, e.precision)
+        if e.format not in capabilities.FORMATS:
+            problems.append(f"exports[{i}]: unknown format {e.format!r} (valid formats: {', '.join(capabilities.FORMATS)})")
+        elif cap is None:
+            valid = ", ".join(capabilities.precisions_for(e.format))
+            problems.append(f"exports[{i}]: {e.format} has no precision {e.precision!r} (valid: {valid})")
+        else:
+            problems.extend(f"exports[{i}]: {p}" for p in capabilities.validate_options(cap, e.options))
+        if e.key in seen:
+            problems.append(f"exports[{i}]: {e.format}/{e.precision} with these options is listed twice")
+        seen.add(e.key)
+    return problems
+
+
+def _tolerance_problems(tolerances) -> list[str]:
+    from .check import DEFAULT_TOLERANCES
+
+    names = sorted({name for tol in DEFAULT_TOLERANCES.values() for name in tol})
+    problems = []
+    for p in sorted(tolerances):
+        if p not in capabilities.PRECISIONS:
+            problems.append(f"check.tolerances: unknown precision {p!r} (valid: {', '.join(capabilities.PRECISIONS)})")
+        for name in sorted(set(tolerances[p]) - set(names)):
+            problems.append(f"check.tolerances.{p}: unknown tolerance {name!r} (valid: {', '.join(names)})")
+    return problems
+
+
+def _problems_of_valid_parts(data) -> list[str]:
+    """Capability problems of the parts of an invalid recipe that validate on their own, so that one
+    message holds every bad value (pydantic stops at types and never reaches these checks)."""
+    if not isinstance(data, dict):
+        return []
+    exports = data.get("exports") if isinstance(data.get("exports"), list) else []
+    parsed = [(i, _valid(ExportSpec, e)) for i, e in enumerate(exports)]
+    problems = _export_problems([(i, e) for i, e in parsed if e is not None])
+    tolerances = _get(data, "check", "tolerances")
+    if isinstance(tolerances, dict):  # names are checkable even where a value is not a number
+        problems += _tolerance_problems({p: t for p, t in tolerances.items() if isinstance(t, dict)})
+    return problems + _step_problems(data)
+
+
+def _step_problems(data) -> list[str]:
+    """Problems of the optimize entries (and a top-level prune:) that parse as entries."""
+    folded = entries_from_recipe_data(data).get("optimize")
+    entries = [e for e in (_valid(StepEntry, e) for e in (folded if isinstance(folded, list) else [])) if e is not None]
+    return sequence_problems(entries)
+
+
+def _get(data, *keys):
+    for key in keys:
+        data = data.get(key) if isinstance(data, dict) else None
+    return data
+
+
+def _valid(model, value):
+    try:
+        return model.model_validate(value)
+    except ValidationError:
+        return None  # its own errors are among pydantic's
+
+
 def default_exports():
     return [ExportSpec(format=c.format, precision=c.precision) for c in capabilities.CAPABILITIES]
 
@@ -176,7 +224,8 @@ def build_recipe(data) -> Recipe:
         try:
             recipe = Recipe.model_validate(data or {})
         except ValidationError as e:
-            raise RecipeError([_describe(err) for err in e.errors()]) from None
+            problems = [_describe(err) for err in e.errors()] + _problems_of_valid_parts(data)
+            raise RecipeError(list(dict.fromkeys(problems))) from None
     problems = recipe.problems()
     if problems:
         raise RecipeError(problems)
@@ -231,10 +280,12 @@ def _step_options(data):
 
 
 def _describe(err) -> str:
-    loc = ".".join(str(p) for p in err["loc"]) or "recipe"
+    loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".") or "recipe"
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
         msg = "unknown field (check its spelling)"
+    elif err["type"] == "value_error":  # a validator's own message, without pydantic's 'Value error, ' prefix
+        msg = str(err["ctx"]["error"])
     elif err["type"] == "literal_error":
         msg = f"{msg}, got {err.get('input')!r}"
     return f"{loc}: {msg}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ..errors import ConversionError
 from .selection import LayerSelection, selected, unknown
@@ -34,12 +34,17 @@ class PruneSpec(FineTuneSpec, LayerSelection):
     layer_targets: dict[str, float] = Field(default_factory=dict, description="per-layer target_sparsity, by "
                                             "layer name or class, e.g. {logits: 0.3}")
 
+    @field_validator("m_by_n")
+    @classmethod
+    def _m_below_n(cls, value):
+        # A validator, not problems(): reported with the other fields' errors when one of them is also wrong.
+        if value is not None and not 0 < int(value.split(":")[0]) < int(value.split(":")[1]):
+            raise ValueError(f"{value!r} must be M:N with 0 < M < N, e.g. '2:4'")
+        return value
+
     def problems(self) -> list[str]:
         found = super().problems()
         if self.m_by_n:
-            m, n = map(int, self.m_by_n.split(":"))
-            if not 0 < m < n:
-                found.append(f"m_by_n: {self.m_by_n!r} must be M:N with 0 < M < N, e.g. '2:4'")
             if tuple(self.block_size) != (1, 1):
                 found.append("m_by_n and block_size are exclusive: choose one sparsity pattern")
             if self.layer_targets:
