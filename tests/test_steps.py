@@ -30,7 +30,10 @@ UNLABELLED = {"name": "k3", "optimize": [
     {"prune": {"target_sparsity": 0.5, "epochs": 2}},
     {"qat": {"epochs": 1}},
 ]}
-TESTED_SEQUENCES = [CHAIN["optimize"], UNLABELLED["optimize"]]
+# Structured channel pruning (channels.py) as a step, fine-tuned by the shared recipe.
+CHANNELS = {"name": "ch", "optimize": [{"channels": {"target": 0.5, "epochs": 2}}],
+            "exports": [{"format": "tflite", "precision": "fp32"}]}
+TESTED_SEQUENCES = [CHAIN["optimize"], UNLABELLED["optimize"], CHANNELS["optimize"]]
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -101,6 +104,22 @@ def test_a_rerun_reuses_every_step_and_gives_the_same_records(chain, model_h5):
     assert [a.to_dict() for a in again.artifacts] == [a.to_dict() for a in manifest.artifacts]
     assert sum("reusing" in line for line in logs) == len(manifest.artifacts)
     assert {a.run for a in again.artifacts} == {manifest.runs[0]["id"]}  # every file still names the run that made it
+
+
+def test_channel_pruning_as_a_step_records_a_smaller_model_that_exports(model_h5, tmp_path):
+    from edgeopt.steps.runner import load_saved
+
+    manifest = edgeopt.convert(str(model_h5), CHANNELS, train="digits", evaluation="digits", out=tmp_path, **quiet())
+    step, export = manifest.artifacts
+    assert (step.id, step.stage, step.status) == ("ch.channels50.keras", "channels", "ok"), step.error
+    assert set(step.options) == set(STEPS["channels"].spec.model_fields) and step.options["target"] == 0.5
+    result = step.facts["result"]
+    assert result["params"]["after"] < 0.7 * result["params"]["before"] and result["macs"]["ratio"] < 0.7
+    saved = load_saved(tmp_path / step.path)
+    assert saved.count_params() == result["params"]["after"]  # the file holds the smaller model
+    assert step.facts["training"][0]["epochs_run"] == 2  # the shared fine-tuning ran, and is recorded
+    assert step.check["accuracy"] >= step.check["reference_accuracy"] - 0.1
+    assert export.parent == step.id and export.status == "ok", export.error
 
 
 def test_edgeopt_steps_and_the_readme_show_the_declared_tables():

@@ -54,9 +54,12 @@ class StepEntry(BaseModel):
         except ValidationError as e:
             from ..recipe import _describe
 
-            self._problems = [f"{self.where}.{_describe(err)}" for err in e.errors()]
+            # A whole-spec validator's error has no field: "optimize[0].channels: ...", not "....recipe: ..."
+            self._problems = [f"{self.where}{'.' if err['loc'] else ': '}{_describe(err).removeprefix('recipe: ')}"
+                              for err in e.errors()]
             return self
-        self._problems = [f"{self.where}: {p}" for p in self._spec.problems()]
+        checks = getattr(self._spec, "problems", None)  # combinations pydantic cannot see (FineTuneSpec has some)
+        self._problems = [f"{self.where}: {p}" for p in (checks() if checks else [])]
         self.options = self._spec.model_dump(mode="json")
         return self
 

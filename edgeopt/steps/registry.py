@@ -9,10 +9,8 @@ plus this declaration. `fine_tune(model, train, epochs=None, *, callbacks=(), se
 shared fine-tuning recipe (training.py) bound to the step's options and objective (labels, a teacher, or
 both). Step modules import TensorFlow inside their functions, so reading this table stays TensorFlow-free.
 
-Registering a step is one declaration, e.g. for structured channel pruning (edgeopt/steps/channels.py):
-
-    Step("channels", ChannelPruneSpec, prune_channels, tool="edgeopt channel surgery + fine-tuning",
-         summary="removes whole channels: a smaller, faster dense model", tag=lambda s: "channels")
+Registering a step is one declaration (and a test, see tests/test_steps.py); a technique written to its
+own interface gets a small adapter, as structured channel pruning does (channels.py, channel_step.py).
 """
 
 from __future__ import annotations
@@ -22,7 +20,7 @@ from typing import Callable
 
 from pydantic import BaseModel
 
-from . import cluster, distill, prune, qat
+from . import channel_step, cluster, distill, prune, qat
 from .training import FineTuneSpec
 
 
@@ -70,6 +68,9 @@ STEPS = {s.name: s for s in [
     Step("distill", distill.DistillSpec, distill.distill, tool="Keras fit on a distillation loss",
          summary="knowledge distillation from a teacher into this model or a smaller student",
          tag=distill.tag, replaces_model=lambda spec: spec.student != "self", model_problems=distill.model_problems),
+    Step("channels", channel_step.ChannelPruneSpec, channel_step.run, tool="edgeopt channel surgery (channels.py)",
+         summary="structured pruning: whole channels removed, a smaller dense model (fewer MACs in every runtime)",
+         tag=channel_step.tag, verify=channel_step.verify),
 ]}
 
 

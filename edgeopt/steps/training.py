@@ -99,7 +99,10 @@ def cpu_has_bfloat16() -> bool:
 def fine_tune_options(spec) -> FineTuneSpec:
     """The fine-tuning options of any step spec (fields a spec does not declare keep their defaults)."""
     shared = FineTuneSpec.model_fields
-    return FineTuneSpec(**{k: v for k, v in spec.model_dump().items() if k in shared})
+    values = {k: v for k, v in spec.model_dump().items() if k in shared}
+    if values.get("epochs") == 0:  # a step that may skip fine-tuning (channels: epochs 0) never calls it
+        del values["epochs"]
+    return FineTuneSpec(**values)
 
 
 class FineTuner:
