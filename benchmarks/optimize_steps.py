@@ -170,6 +170,9 @@ def mixed_precision_timing(source, work, pairs, quick):
                     m = edgeopt.convert(str(source), recipe, train="digits", evaluation="digits", out=out,
                                         reuse=False, progress=False, log=lambda *_: None)
                 step = m.artifacts[0]
+                ran = step.facts["training"][0]["mixed_precision"]
+                if ran != mixed:  # a built student once trained in float32 whatever was asked
+                    raise SystemExit(f"{label}: asked mixed_precision={mixed}, the step trained with {ran}")
                 seconds[mixed].append(step.facts["training"][0]["seconds"])
                 accuracy[mixed].append(step.check["accuracy"])
         fp32, bf16 = statistics.median(seconds[False]), statistics.median(seconds[True])

@@ -69,6 +69,23 @@ def test_students_are_built_for_the_input_the_outputs_and_the_width(student, sha
     assert full.layers[-1].activation.__name__ == "softmax" and any("DepthwiseConv" in type(la).__name__ for la in half.layers)
 
 
+def test_a_built_student_trains_in_bfloat16_when_mixed_precision_is_asked():
+    # The runner retypes the model it hands over; a student built inside the step must follow (it once did not,
+    # and the benchmark compared float32 with float32).
+    import tf_keras as keras
+
+    from edgeopt.steps.distill import DistillSpec, distill
+    from edgeopt.steps.keras_training import _compute_dtype
+
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    trained = []
+    spec = DistillSpec(student="ds_cnn", mixed_precision=True)
+    train = data.Dataset([np.zeros((8, 8, 8, 1), np.float32)], None, "x")
+    student, _ = distill(model, spec, train, log=lambda *_: None, fine_tune=lambda m, *_: trained.append(m))
+    assert trained == [student] and _compute_dtype(student) == "bfloat16"
+    assert student.layers[-1].compute_dtype == "float32"  # the output layer stays float32 (the loss in float32)
+
+
 def test_a_student_for_a_flat_input_is_refused_with_the_way_out():
     from edgeopt.errors import ConversionError
     from edgeopt.steps import students

@@ -53,6 +53,10 @@ def distill(model, spec, train, *, seed=0, progress=True, log=print, fine_tune):
         probabilities = _is_probabilities(predict(model, [a[:64] for a in train.x])[0])
         student = students.build(spec.student, tuple(model.inputs[0].shape[1:]), int(model.outputs[0].shape[-1]),
                                  spec.width, probabilities, seed)
+        if spec.mixed_precision:  # the runner retyped the model it handed over; a new student needs it too
+            from .precision import MIXED, with_policy
+
+            student = with_policy(student, MIXED)
     log(f"distilling into {student.name} ({student.count_params():,} parameters, the model had "
         f"{model.count_params():,}) for {spec.epochs} epochs")
     fine_tune(student, train, spec.epochs)
