@@ -57,7 +57,8 @@ def test_speedups_refer_to_the_fp32_file_of_the_same_format_and_thread_count(ben
         if r.artifact == r.speedup["vs"]:
             assert r.speedup["ratio"] == 1.0 and r.size_ratio == 1.0 and r.accuracy["delta_points"] == 0.0
     int8 = next(r for r in report.rows if r.artifact == "digits_cnn.pruned50.int8.tflite")
-    assert int8.size_ratio < 0.35
+    # Against the kept fp32 file, which the pruned model's sparse encoding makes smaller (0.28x the dense one).
+    assert int8.size_ratio < 0.45
 
 
 def test_reports_and_plots_are_written_and_reload(bench_dir):
