@@ -88,6 +88,8 @@ def test_tflite_weights_are_read_from_the_flatbuffer(converted):
     params = manifest.source["params"]
     fp32 = filebytes.breakdown(out / "digits_cnn.pruned50.fp32.tflite", "tflite")
     int8 = filebytes.breakdown(out / "digits_cnn.pruned50.int8.tflite", "tflite")
-    assert fp32["counts"]["weights"] >= params and fp32["float_weights"] >= 4 * params
+    # A sparse-encoded file (the channels merge keeps it when smaller) stores the non-zeros: half the kernels.
+    kept = 0.5 if manifest.get("digits_cnn.pruned50.fp32.tflite").facts["sparse_encoding"]["used"] else 1.0
+    assert fp32["counts"]["weights"] >= params and fp32["float_weights"] >= 4 * params * kept
     assert int8["float_weights"] == 0 and int8["counts"]["quant_params"] > 0 and int8["quant_params"] > 0
     assert params <= int8["int_weights"] < 1.1 * params + 4 * 200  # int8 weights, int32 biases
