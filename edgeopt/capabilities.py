@@ -15,6 +15,9 @@ class Capability:
     tool: str
     summary: str
     options: dict = field(default_factory=dict)  # option name -> (allowed values or type, default, help)
+    # How it is made from a quantization-aware (QAT) model, whose fake-quant nodes hold learned int8
+    # ranges; None: not offered after QAT (the file would be int8 anyway, or quantized twice).
+    after_qat: str | None = None
 
 
 _TFLITE_IO = ("int8", "uint8", "float32")
@@ -40,6 +43,7 @@ CAPABILITIES = [
             "allow_float_ops": (bool, False, "accept ops left in float instead of failing"),
             "fallback": _FALLBACK,
         },
+        after_qat="TFLiteConverter with the ranges QAT learned (calibration data is not used)",
     ),
     Capability(
         "onnx", "fp32", False, "tf2onnx", "float32 ONNX graph",
@@ -64,6 +68,8 @@ CAPABILITIES = [
                              "else portable"),
             "fallback": _FALLBACK,
         },
+        after_qat="TFLiteConverter (QAT's ranges) then tf2onnx's TFLite frontend: QDQ nodes, int8 weights; only "
+        "opset applies",
     ),
 ]
 
@@ -77,6 +83,10 @@ def find(format, precision):
 
 def precisions_for(format):
     return [c.precision for c in CAPABILITIES if c.format == format]
+
+
+def after_qat() -> list:
+    return [c for c in CAPABILITIES if c.after_qat]
 
 
 def default_options(cap: Capability) -> dict:

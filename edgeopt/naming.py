@@ -1,4 +1,4 @@
-"""Artifact file names that say what they are: digits_cnn.pruned50.int8.tflite."""
+"""Artifact file names that say what they are: digits_cnn.pruned50.int8.tflite, digits_cnn.pruned80.qat.int8.tflite."""
 
 import re
 
@@ -17,13 +17,9 @@ _TAGS = {
 }
 
 
-def stem(model_name: str, prune=None) -> str:
-    base = re.sub(r"[^A-Za-z0-9_-]+", "_", model_name).strip("_") or "model"
-    if prune and prune.m_by_n:
-        base += ".pruned-" + prune.m_by_n.replace(":", "of")
-    elif prune:
-        base += f".pruned{round(prune.target_sparsity * 100)}"
-    return base
+def stem(model_name: str) -> str:
+    """The model's part of every file name; each optimize step adds its tag ('.pruned50', '.qat')."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", model_name).strip("_") or "model"
 
 
 def export_name(stem: str, fmt: str, precision: str, options: dict) -> str:

@@ -1,4 +1,4 @@
-"""convert(): validate the whole request, then load -> prune -> export -> check, one record per file.
+"""convert(): validate the whole request, then load -> optimize steps -> export -> check, one record per file.
 
 Each step is isolated: a failing export is recorded as failed with its reason and the others go on.
 Each file is staged, checked, then published with its record in one journaled swap (edgeopt.publish):
@@ -18,10 +18,11 @@ from pathlib import Path
 
 from . import data as datalib
 from .check import check_io, compare
-from .errors import ConversionError, DataError, EdgeoptError, RecipeError
+from .errors import ConversionError, EdgeoptError, RecipeError
 from .fileio import check_writable_dir, release_memory, sha256_file, sha256_tree
 from .manifest import MANIFEST_NAME, Artifact, Manifest
 from .naming import export_name, stem
+from .steps.plan import missing_training_data, refuse_unlabelled_training, synthetic_training_warning
 from .publish import OutputFolder
 from .recipe import Recipe, build_recipe, load_recipe
 from .scratch import in_private_tempdir
@@ -29,6 +30,7 @@ from .verification import repair_on_start
 from .versions import tool_versions
 
 EVALUATION_FILE = "evaluation.npz"
+SYNTHETIC_TRAIN_SAMPLES = 1024  # random inputs a distilling step learns the teacher's outputs on
 
 
 @in_private_tempdir
@@ -55,8 +57,9 @@ def convert(model=None, recipe=None, *, calibration=None, evaluation=None, train
         ...                            calibration="calib.npz", out="out")  # doctest: +SKIP
         >>> [(a.id, a.status) for a in manifest.artifacts]  # doctest: +SKIP
 
-    Gotchas: int8 exports need calibration data; pruning needs training data with labels; a Keras 3
-    model is pruned through a tf_keras copy (converter.bridge), proven equal before use.
+    Gotchas: int8 exports need calibration data (not after QAT, whose ranges are learned); the optimize
+    steps need training data, with labels unless they distil; a Keras 3 model is optimized through a
+    tf_keras copy (converter.bridge), proven equal before use.
     """
     recipe = _as_recipe(recipe)
     sources = {
@@ -77,10 +80,7 @@ def convert(model=None, recipe=None, *, calibration=None, evaluation=None, train
     for warning in loaded.info.get("warnings", []):
         log(f"warning: {warning}")
     refuse_string_inputs(loaded.info)
-    if recipe.prune:
-        from .converter.prune import check_prunable
-
-        check_prunable(loaded.model)  # before any work: a subclassed model cannot be pruned
+    _refuse_unfit_steps(recipe, loaded.model)
     log(f"loaded {loaded.info['name']} ({loaded.info['model_class']}, {loaded.info['params']:,} parameters, "
         f"with {loaded.info['loader']}) in {time.time() - t0:.1f}s")
     with OutputFolder(out) as folder:
@@ -94,6 +94,16 @@ def _as_recipe(recipe) -> Recipe:
     return build_recipe(recipe or {})
 
 
+def _refuse_unfit_steps(recipe, model):
+    """Before any work: problems the optimize steps would hit on this model (e.g. a subclassed model, a layer
+    name that is not there), all at once."""
+    from .steps.plan import model_problems
+
+    problems = model_problems(recipe.steps(), model)
+    if problems:
+        raise ConversionError("the optimize steps cannot run on this model:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
 def _validate_request(recipe, model, sources):
     problems = []
     if model is None:
@@ -105,11 +115,8 @@ def _validate_request(recipe, model, sources):
             "--calibration calib.npz (with an array 'x') or calibration=... in the API, or drop those exports "
             "(--calibration synthetic makes a smoke conversion on random inputs, marked as such)"
         )
-    if recipe.prune and sources["train"] is None:
-        problems.append(
-            "prune needs training data with labels for fine-tuning: pass --train train.npz (x and y) "
-            "or train=... in the API, or drop `prune`"
-        )
+    if sources["train"] is None:
+        problems += missing_training_data(recipe.steps())
     if problems:
         raise RecipeError(problems)
 
@@ -125,11 +132,10 @@ class _Run:
 
         self.input_specs, self.output_specs = input_specs(model), output_specs(model)
         self.data = self._load_data(sources)
-        labels_converted = None
-        if recipe.prune:  # labels that cannot train this model are refused here, before any work
-            from .converter.prune import prepare_training_labels
+        from .steps.losses import fit_training_labels
 
-            self.data["train"], labels_converted = prepare_training_labels(model, self.data["train"], recipe.prune)
+        # Labels that cannot train this model are refused here, before any work.
+        self.data["train"], labels_converted = fit_training_labels(model, self.data["train"], recipe.steps())
         self.manifest = Manifest(
             source={k: v for k, v in loaded.info.items() if k not in ("inputs", "outputs")}
             | {"inputs": self.input_specs, "outputs": self.output_specs},
@@ -153,9 +159,9 @@ class _Run:
         for role, src in sources.items():
             if isinstance(src, str) and src == datalib.SYNTHETIC:
                 if role == "train":
-                    raise DataError("training data cannot be synthetic: pruning fine-tunes on real labelled data; "
-                                    "pass --train train.npz (x, y) or drop `prune`")
-                loaded[role] = datalib.synthetic(self.input_specs, min(limits[role], 256), r.seed, ranges)
+                    self.log(synthetic_training_warning(self.recipe.steps()))
+                n = SYNTHETIC_TRAIN_SAMPLES if role == "train" else min(limits[role], 256)
+                loaded[role] = datalib.synthetic(self.input_specs, n, r.seed, ranges)
                 continue
             ds = datalib.load(src, role)
             if ds is not None:
@@ -163,6 +169,10 @@ class _Run:
                 if limits[role]:
                     ds = ds.take(limits[role], seed=r.seed)
             loaded[role] = ds
+        refuse_unlabelled_training(self.recipe.steps(), loaded["train"])
+        if loaded["calibration"] is None and self.recipe.quantization_aware() and loaded["train"] is not None:
+            # TFLiteConverter asks for a representative dataset even when QAT learned the ranges (it ignores it)
+            loaded["calibration"] = loaded["train"].take(r.data.calibration_samples, seed=r.seed)
         if loaded["evaluation"] is None:
             # Without evaluation data, check on calibration inputs, else on synthetic ones (and say so).
             loaded["evaluation"] = loaded["calibration"] or datalib.synthetic(
@@ -180,18 +190,18 @@ class _Run:
             return self._execute()
 
     def _execute(self) -> Manifest:
+        from .steps.runner import run_steps
+
         model = self.loaded.model
         base_key = self.loaded.info.get("sha256") or _model_fingerprint(model)
         # Keras' own names ('sequential_3') say little; the user's file name usually says more.
         path = self.loaded.info.get("path")
-        self.name = stem(self.recipe.name or (Path(path).stem if path else self.loaded.info["name"]), self.recipe.prune)
-        parent_id, parent_key = None, base_key
+        name = stem(self.recipe.name or (Path(path).stem if path else self.loaded.info["name"]))
         self.source_outputs = self._predict(model)
-        if self.recipe.prune:
-            try:
-                model, parent_id, parent_key = self._prune(model, base_key)
-            except ConversionError as e:  # the bridge could not make a tf_keras copy: export unpruned
-                self._record_unprunable(e)
+        optimized = run_steps(self.recipe.steps(), self._step_context(base_key), name)
+        self.name, model = optimized.name, optimized.model
+        parent_id, parent_key = optimized.parent_id, optimized.parent_key
+        self.quantization_aware = optimized.quantization_aware
         self.reference = self._predict(model) if parent_id else self.source_outputs
         ev = self.data["evaluation"]
         staged = self.folder.stage_with(EVALUATION_FILE, lambda f: datalib.save_npz(f, ev, self.reference))
@@ -216,6 +226,9 @@ class _Run:
                 self._step(spec.format, spec.precision, spec.options, "tflite-convert", parent_id, parent_key,
                            lambda s=spec: self._tflite(serving, s), batch=serving.batch,
                            fallback=self._fallback_plan(spec, serving=serving))
+            elif self.quantization_aware:  # the learned ranges become QDQ nodes: int8 without onnxruntime's quantizer
+                self._step("onnx", spec.precision, spec.options, "onnx-export", parent_id, parent_key,
+                           lambda o=spec.options["opset"]: self._onnx_from_qat(serving, o))
             else:
                 opset = spec.options["opset"]
                 if opset not in onnx_parents:
@@ -227,65 +240,32 @@ class _Run:
                 if spec.precision != "fp32":
                     self._onnx_quantize(spec, fp32)
 
-    def _prune(self, model, base_key):
-        from .converter import prune as prunelib
-        from .converter.keras_io import flavour, tf_keras
+    def _step_context(self, base_key):
+        from .steps.runner import StepContext
 
-        spec = self.recipe.prune
-        bridge_facts = {}
-        if flavour(model) == "keras3":
-            from .converter.bridge import to_tf_keras
+        return StepContext(
+            source=self.loaded.model, source_key=base_key, source_outputs=self.source_outputs,
+            train=self.data["train"], evaluation=self.data["evaluation"], seed=self.recipe.seed,
+            versions=self.versions, out=self.out, reusable=self._reusable, finish=self._finish,
+            write_model=self._write_model, predict=self._predict, progress=self.progress, log=self.log)
 
-            self.log("pruning needs tf_keras: rebuilding the Keras 3 model in tf_keras and comparing outputs")
-            model, bridge_facts = to_tf_keras(model, self.data["evaluation"].take(64, seed=self.recipe.seed).x)
-        art_id = f"{self.name}.keras"
-        key = _key(base_key, "prune", spec.model_dump(), self.versions, self.data["train"].describe(), self.recipe.seed)
-        reused = self._reusable(art_id, key)
-        if reused:
-            self.log(f"reusing {art_id} (same model, options and data as before)")
-            self.manifest = self.folder.publish(self.manifest, [(reused, None)])
-            return tf_keras().models.load_model(self.out / reused.path, compile=False), art_id, reused.sha256
-        self.log(f"pruning to {spec.target_sparsity:.0%} sparsity ({spec.schedule} schedule, {spec.epochs} epochs)")
-        t0 = time.time()
-        pruned, record, pruned_layers = prunelib.prune(model, self.data["train"], spec, self.recipe.seed, self.progress)
-        staged = self._stage_keras(pruned, art_id)
-        sparsity = prunelib.measure_sparsity(pruned, pruned_layers, spec.m_by_n)
-        after = self._predict(pruned)
-        ev = self.data["evaluation"]
-        check = compare(self.source_outputs, after, "fp32", ev.y)  # figures only; the verdict is sparsity
-        check.update(_prune_verdict(sparsity, prunelib.effective_target(spec)))
-        art = Artifact(
-            id=art_id, path=art_id, format="keras", precision="fp32", stage="prune", parent=None,
-            status="ok" if check["passed"] else "failed",
-            error=None if check["passed"] else "; ".join(check["problems"]),
-            options=record, tool_versions=self.versions, inputs=self.input_specs, outputs=self.output_specs,
-            sparsity=sparsity, check=check, cache_key=key, facts=bridge_facts,
-        )
-        self._finish(art, time.time() - t0, staged)
-        return pruned, art_id, art.sha256
-
-    def _stage_keras(self, model, art_id):
-        # Keras insists on a .keras name: it writes into the private temp folder, and staging gets the bytes.
+    def _write_model(self, model, art_id):
+        """Stage a model an optimize step made; returns the staged file for _finish to publish."""
+        # Keras insists on a .keras/.h5 name: it writes into the private temp folder, and staging gets the bytes.
         folder = Path(tempfile.mkdtemp(prefix="edgeopt-keras-"))
         try:
-            model.save(folder / art_id)
+            suffix = Path(art_id).suffix
+            model.save(folder / art_id, **({"include_optimizer": False} if suffix == ".h5" else {}))
             return self.folder.stage_copy(art_id, folder / art_id)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
-
-    def _record_unprunable(self, error):
-        """A failed prune step is recorded; the exports go on from the unpruned model, named as such."""
-        path = self.loaded.info.get("path")
-        self.name = stem(self.recipe.name or (Path(path).stem if path else self.loaded.info["name"]))
-        art = Artifact(id=f"{stem(self.name, self.recipe.prune)}.keras", path=None, format="keras", precision="fp32",
-                       stage="prune", parent=None, status="failed", options=self.recipe.prune.model_dump(),
-                       error=f"{error}; the exports below are of the unpruned model")
-        self._finish(art, 0.0)
 
     def _tflite(self, serving, spec):
         from .converter import tflite, tflite_sparse
 
         facts = {"fixed_batch": serving.batch} if serving.batch else {}
+        if self.quantization_aware:
+            facts["ranges"] = "learned by quantization-aware training"
         # Pruned weights (a quarter or more zeros): a sparse encoding may be smaller. Fixed-batch
         # (recurrent) files are converted once, dense.
         if not serving.batch and tflite_sparse.worth_trying(serving.model):
@@ -298,6 +278,12 @@ class _Run:
         from .converter import onnx_export
 
         return onnx_export.export(serving, self.converters, opset), {}
+
+    def _onnx_from_qat(self, serving, opset):
+        from .converter import onnx_export
+
+        blob, facts = onnx_export.export_quantization_aware(serving, self.converters, opset, self.data["calibration"])
+        return blob, {"ranges": "learned by quantization-aware training", **facts}
 
     def _onnx_quantize(self, spec, fp32_record):
         if fp32_record.status != "ok" or not fp32_record.sha256:
@@ -445,17 +431,6 @@ class _Run:
         kept = len(self.manifest.artifacts) - len(made)
         self.log(f"{sum(a.ok for a in made)}/{len(made)} artifacts ok; manifest: {self.out / MANIFEST_NAME}"
                  + (f" (with {kept} records kept from earlier runs)" if kept else ""))
-
-
-def _prune_verdict(sparsity, target):
-    problems = []
-    # Rounding in per-layer pruning masks lands a hair under the target; 2% of the target is noise.
-    if sparsity["model"] < target * 0.98:
-        problems.append(f"measured sparsity {sparsity['model']:.3f} is below the target {target}")
-    broken = [name for name, layer in sparsity["layers"].items() if layer.get("m_by_n_compliance", 1) not in (1, None)]
-    if broken:
-        problems.append(f"layers {', '.join(broken)} do not keep the M:N pattern in every group")
-    return {"passed": not problems, "problems": problems, "tolerance": {"min_sparsity": round(target * 0.98, 4)}}
 
 
 def _key(parent_key, stage, options, versions, data_facts, seed, batch=None):

@@ -2,45 +2,35 @@
 
 Example:
     >>> from edgeopt.recipe import Recipe
-    >>> r = Recipe.model_validate({"prune": {"target_sparsity": 0.5},
+    >>> r = Recipe.model_validate({"optimize": [{"prune": {"target_sparsity": 0.8}}, "qat"],
     ...                            "exports": [{"format": "tflite", "precision": "int8"}]})
     >>> r.exports[0].options
     {'io_type': 'int8', 'allow_float_ops': False}
+    >>> [s.step for s in r.optimize]
+    ['prune', 'qat']
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
-from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from . import capabilities
 from .errors import RecipeError
+from .steps.plan import StepEntry, entries_from_recipe_data, sequence_problems
 
 
 class DataSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    train: str | None = Field(None, description="training data for pruning: .npz (x, y), module:function, or 'digits'")
+    train: str | None = Field(None, description="training data for the optimize steps: .npz (x and, unless every "
+                              "training step distils, y), module:function, 'digits', or 'synthetic' (distillation only)")
     calibration: str | None = Field(None, description="representative inputs for int8: .npz, module:function, 'digits'")
     evaluation: str | None = Field(None, description="inputs (and labels) to check every artifact on")
     calibration_samples: int = Field(200, ge=1, le=100_000)
     evaluation_samples: int = Field(1000, ge=1, le=1_000_000)
-
-
-class PruneSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    target_sparsity: float = Field(0.5, gt=0.0, lt=1.0)
-    schedule: Literal["polynomial", "constant"] = "polynomial"
-    m_by_n: str | None = Field(None, pattern=r"^\d+:\d+$", description="structured sparsity, e.g. '2:4'")
-    epochs: int = Field(4, ge=1, le=1000)
-    batch_size: int = Field(32, ge=1)
-    learning_rate: float = Field(1e-3, gt=0, description="peak rate of the cosine-decayed Adam fine-tuning")
-    loss: str = Field("auto", description="a Keras loss name, or 'auto' (the model's compiled loss, else inferred)")
 
 
 class ExportSpec(BaseModel):
@@ -93,16 +83,40 @@ class Recipe(BaseModel):
         description="CPUs the files will run on (local, x86-64-avx2, x86-64-vnni, aarch64, aarch64-emulated, "
         "ssh://...): ONNX int8 exports choose their int8_variant for them; none: the portable variant",
     )
-    prune: PruneSpec | None = None
+    optimize: list[StepEntry] = Field(default_factory=list, description="optimization steps, in order (a "
+                                      "top-level prune: section is the same as a prune step first)")
     exports: list[ExportSpec] = Field(default_factory=lambda: default_exports())
     check: CheckSpec = Field(default_factory=CheckSpec)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _fold_prune(cls, data):
+        data = entries_from_recipe_data(data)
+        if isinstance(data, dict) and "exports" not in data and _quantization_aware(data.get("optimize")):
+            data["exports"] = [{"format": c.format, "precision": c.precision} for c in capabilities.after_qat()]
+        return data
+
     def problems(self) -> list[str]:
         """Every problem capability checks find, all at once (pydantic already checked the types)."""
-        return (_export_problems(enumerate(self.exports)) + _tolerance_problems(self.check.tolerances)
-                + _m_by_n_problems(self.prune.m_by_n if self.prune else None) + _target_problems(self.targets))
+        problems = (_export_problems(enumerate(self.exports)) + _tolerance_problems(self.check.tolerances)
+                    + sequence_problems(self.optimize) + _target_problems(self.targets))
+        if self.quantization_aware():
+            problems += _exports_after_qat(self.exports)
+        return problems
+
+    def quantization_aware(self) -> bool:
+        """A step learns int8 ranges (QAT): the exports take them from the model instead of calibrating."""
+        return _quantization_aware([e.step for e in self.optimize])
+
+    def steps(self):
+        """The optimize sequence as it will run (steps.plan.PlannedStep, 'auto' options resolved)."""
+        from .steps.plan import plan
+
+        return plan(self.optimize)
 
     def needs_calibration(self) -> list[str]:
+        if self.quantization_aware():
+            return []  # the ranges were learned; TFLite's converter is given training inputs it does not use
         return [
             f"{e.format}/{e.precision}" for e in self.exports
             if (cap := capabilities.find(e.format, e.precision)) and cap.needs_calibration
@@ -118,6 +132,32 @@ def _target_problems(targets) -> list[str]:
     known = ["local", *NAMED_CPUS]
     return [f"targets: unknown target {t!r} (valid: {', '.join(known)}, or ssh://user@host)"
             for t in targets if t not in known and not t.startswith("ssh://")]
+
+
+def _quantization_aware(entries) -> bool:
+    from .steps.registry import STEPS
+
+    names = [e.get("step") if isinstance(e, dict) else e for e in (entries or [])]
+    return any(STEPS[n].quantizes for n in names if isinstance(n, str) and n in STEPS)
+
+
+def _exports_after_qat(exports) -> list[str]:
+    offered = ", ".join(f"{c.format}/{c.precision}" for c in capabilities.after_qat())
+    problems = []
+    for i, e in enumerate(exports):
+        cap = capabilities.find(e.format, e.precision)
+        if cap is None:
+            continue
+        if not cap.after_qat:
+            problems.append(f"exports[{i}]: {e.format}/{e.precision} cannot follow qat, whose model holds learned int8 "
+                            f"ranges (after qat: {offered}); drop it, or export it from a run without qat")
+            continue
+        if e.format == "onnx":
+            unused = sorted(k for k, v in e.options.items() if k != "opset" and v != cap.options[k][1])
+            if unused:
+                problems.append(f"exports[{i}]: {', '.join(unused)} do not apply after qat: the learned ranges are "
+                                "written as QDQ nodes, onnxruntime's quantizer does not run")
+    return problems
 
 
 def _export_problems(numbered) -> list[str]:
@@ -151,14 +191,6 @@ def _tolerance_problems(tolerances) -> list[str]:
     return problems
 
 
-def _m_by_n_problems(m_by_n) -> list[str]:
-    if isinstance(m_by_n, str) and re.fullmatch(r"\d+:\d+", m_by_n):  # other strings: pydantic's pattern error
-        m, n = map(int, m_by_n.split(":"))
-        if not 0 < m < n:
-            return [f"prune.m_by_n: {m_by_n!r} must be M:N with 0 < M < N, e.g. '2:4'"]
-    return []
-
-
 def _problems_of_valid_parts(data) -> list[str]:
     """Capability problems of the parts of an invalid recipe that validate on their own, so that one
     message holds every bad value (pydantic stops at types and never reaches these checks)."""
@@ -173,7 +205,14 @@ def _problems_of_valid_parts(data) -> list[str]:
     targets = data.get("targets")
     if isinstance(targets, list):
         problems += _target_problems([t for t in targets if isinstance(t, str)])
-    return problems + _m_by_n_problems(_get(data, "prune", "m_by_n"))
+    return problems + _step_problems(data)
+
+
+def _step_problems(data) -> list[str]:
+    """Problems of the optimize entries (and a top-level prune:) that parse as entries."""
+    folded = entries_from_recipe_data(data).get("optimize")
+    entries = [e for e in (_valid(StepEntry, e) for e in (folded if isinstance(folded, list) else [])) if e is not None]
+    return sequence_problems(entries)
 
 
 def _get(data, *keys):
@@ -219,7 +258,7 @@ def load_recipe(path) -> Recipe:
     except yaml.YAMLError as e:
         raise RecipeError(f"recipe file {str(path)!r} is not valid YAML: {e}") from None
     if not isinstance(data, dict):
-        raise RecipeError(f"recipe file {str(path)!r} must hold a mapping (model:, data:, prune:, exports:)")
+        raise RecipeError(f"recipe file {str(path)!r} must hold a mapping (model:, data:, optimize:, exports:)")
     _resolve_paths(data, path.parent)
     return build_recipe(data)
 
@@ -236,6 +275,24 @@ def _resolve_paths(data, base: Path):
     for k in ("train", "calibration", "evaluation"):
         if isinstance(data.get("data"), dict) and k in data["data"]:
             data["data"][k] = resolve(data["data"][k])
+    for options in _step_options(data):
+        if options.get("teacher") not in (None, "auto", "none", "source"):
+            options["teacher"] = resolve(options["teacher"])
+
+
+def _step_options(data):
+    """The option mappings of every optimize entry (and of a top-level prune:), in any of their written forms."""
+    entries = [{"prune": data["prune"]}] if isinstance(data.get("prune"), dict) else []
+    entries += data.get("optimize") if isinstance(data.get("optimize"), list) else []
+    for entry in entries:
+        if not isinstance(entry, dict):
+            continue
+        if "step" in entry:
+            yield entry  # options written flat beside `step`
+            if isinstance(entry.get("options"), dict):
+                yield entry["options"]
+        elif len(entry) == 1 and isinstance(next(iter(entry.values())), dict):
+            yield next(iter(entry.values()))
 
 
 def _describe(err) -> str:
@@ -243,6 +300,8 @@ def _describe(err) -> str:
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
         msg = "unknown field (check its spelling)"
+    elif err["type"] == "value_error":  # a validator's own message, without pydantic's 'Value error, ' prefix
+        msg = str(err["ctx"]["error"])
     elif err["type"] == "literal_error":
         msg = f"{msg}, got {err.get('input')!r}"
     return f"{loc}: {msg}"

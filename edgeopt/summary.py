@@ -6,7 +6,10 @@ from .table import human_bytes, pct, render
 
 
 def conversion_table(manifest, markdown=False) -> str:
-    fp32 = {a.format: a.size_bytes for a in manifest.artifacts if a.precision == "fp32" and a.size_bytes}
+    fp32 = {}
+    for a in manifest.artifacts:  # the first fp32 file of each format: the model before any optimize step
+        if a.precision == "fp32" and a.size_bytes:
+            fp32.setdefault(a.format, a.size_bytes)
     rows = []
     for a in manifest.artifacts:
         c = a.check or {}
@@ -26,9 +29,11 @@ def conversion_table(manifest, markdown=False) -> str:
     sizes = size_notes(manifest)
     src = manifest.source
     head = f"source: {src.get('path') or src.get('name')} ({src.get('loader')})"
-    pruned = next((a for a in manifest.artifacts if a.stage == "prune" and a.check), None)
-    if pruned and pruned.check.get("accuracy") is not None:
-        head += f"; Keras accuracy {pct(pruned.check['reference_accuracy'])} before pruning, {pct(pruned.check['accuracy'])} after"
+    optimized = [a for a in manifest.artifacts if a.format == "keras" and a.check and a.check.get("accuracy") is not None]
+    if optimized:
+        steps = " + ".join(a.stage for a in optimized)
+        head += (f"; Keras accuracy {pct(optimized[-1].check['reference_accuracy'])} before {steps}, "
+                 f"{pct(optimized[-1].check['accuracy'])} after")
     else:
         ref = next((a.check["reference_accuracy"] for a in manifest.artifacts
                     if a.check and a.check.get("reference_accuracy") is not None), None)

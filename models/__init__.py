@@ -2,5 +2,6 @@
 
 from .builders import digits_conv1d, digits_mlp, mobilenet_v2, normalise_batchnorm
 from .digits import digits_as
+from edgeopt.steps.students import build as student
 
-__all__ = ["digits_conv1d", "digits_mlp", "digits_as", "mobilenet_v2", "normalise_batchnorm"]
+__all__ = ["digits_conv1d", "digits_mlp", "digits_as", "mobilenet_v2", "normalise_batchnorm", "student"]

@@ -9,19 +9,22 @@ from .tf_log import add_verbose_flag, tensorflow_output_kept, where_the_log_is
 
 
 def add(sub):
-    p = sub.add_parser("convert", help="prune, quantize and export a Keras model; check every file")
+    p = sub.add_parser("convert", help="optimize, quantize and export a Keras model; check every file")
     p.add_argument("model", nargs="?", help=".keras / .h5 file or SavedModel folder (default: the recipe's model)")
     p.add_argument("--recipe", help="YAML recipe (flags below override it)")
     p.add_argument("--out", default="edgeopt-out", help="output folder (default: %(default)s)")
+    p.add_argument("--optimize", metavar="STEPS", help="optimization steps in order, with their default options, "
+                   "e.g. prune,qat or distill,prune,qat (see `edgeopt steps`; a recipe sets their options)")
     p.add_argument("--prune", type=float, metavar="SPARSITY", help="pruning-aware fine-tuning to this sparsity, e.g. 0.5")
-    p.add_argument("--prune-epochs", type=int, help="fine-tuning epochs")
+    p.add_argument("--prune-epochs", type=int, help="fine-tuning epochs of the prune step")
     p.add_argument("--m-by-n", help="structured sparsity such as 2:4")
     p.add_argument("--formats", help="comma-separated: tflite,onnx")
     p.add_argument("--precisions", help="comma-separated: fp32,fp16,int8-dynamic,int8")
     p.add_argument("--calibration", help="representative inputs: .npz (x), module:function, digits, or synthetic "
                    "(random inputs of the model's shapes in a plausible range; results are marked synthetic)")
     p.add_argument("--evaluation", help="inputs (x) and optional labels (y) to check every file on (or synthetic)")
-    p.add_argument("--train", help="training data (x, y) for pruning")
+    p.add_argument("--train", help="training data for the optimize steps: x and y (x alone when every training step "
+                   "distils), or synthetic when every training step distils")
     p.add_argument("--calibration-samples", type=int, help="how many calibration samples to use")
     p.add_argument("--target", action="append", dest="targets", metavar="TARGET",
                    help="a CPU the files will run on (local, x86-64-avx2, x86-64-vnni, aarch64, aarch64-emulated, "
@@ -64,15 +67,16 @@ def _apply_flags(recipe: dict, args) -> dict:
     from .. import capabilities
     from ..errors import RecipeError
 
+    if args.optimize:
+        recipe["optimize"] = _split(args.optimize)
     if args.prune is not None or args.m_by_n or args.prune_epochs:
-        prune = dict(recipe.get("prune") or {})
+        options = _prune_options(recipe)
         if args.prune is not None:
-            prune["target_sparsity"] = args.prune
+            options["target_sparsity"] = args.prune
         if args.m_by_n:
-            prune["m_by_n"] = args.m_by_n
+            options["m_by_n"] = args.m_by_n
         if args.prune_epochs:
-            prune["epochs"] = args.prune_epochs
-        recipe["prune"] = prune
+            options["epochs"] = args.prune_epochs
     if args.fixed_batch:
         recipe["fixed_batch"] = args.fixed_batch
     if args.targets:
@@ -94,6 +98,20 @@ def _apply_flags(recipe: dict, args) -> dict:
             print(f"note: no such export, skipped: {', '.join(missing)} (see `edgeopt formats`)", file=sys.stderr)
         recipe["exports"] = exports
     return recipe
+
+
+def _prune_options(recipe: dict) -> dict:
+    """The options of the recipe's prune step (added first in the sequence when there is none), to update."""
+    steps = recipe.setdefault("optimize", [])
+    for i, entry in enumerate(steps):
+        if entry == "prune":
+            steps[i] = entry = {"step": "prune", "options": {}}
+        if isinstance(entry, dict) and entry.get("step") == "prune":
+            return entry.setdefault("options", {})
+    if isinstance(recipe.get("prune"), dict):
+        return recipe["prune"]
+    recipe["prune"] = {}
+    return recipe["prune"]
 
 
 def _split(text):

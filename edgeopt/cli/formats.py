@@ -13,5 +13,7 @@ def _formats(args):
     rows = []
     for c in CAPABILITIES:
         opts = ", ".join(f"{k}={v[1]!r}" for k, v in c.options.items()) or "-"
-        rows.append([c.format, c.precision, "yes" if c.needs_calibration else "no", c.tool, c.summary, opts])
-    print(render(["format", "precision", "calibration", "made by", "what it is", "options (default)"], rows))
+        rows.append([c.format, c.precision, "yes" if c.needs_calibration else "no", c.tool, c.summary, opts,
+                     c.after_qat or "not offered"])
+    print(render(["format", "precision", "calibration", "made by", "what it is", "options (default)", "after qat"],
+                 rows))

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..converter.keras_io import tf_keras
 from ..converter.progress import keras_progress
-from ..converter.prune import resolve_loss
+from .losses import resolve_loss
 from .channel_layers import ChannelPruningError
 
 

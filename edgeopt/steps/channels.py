@@ -168,7 +168,7 @@ class _Run:
         self.steps, self.notes = [], []
         self.loss = None
         if spec.criterion == "taylor":
-            from ..converter.prune import resolve_loss
+            from .losses import resolve_loss
 
             self.loss = _loss_object(resolve_loss(model, train, spec.loss)[0])
 
