@@ -46,6 +46,13 @@ def verify(*args, **kwargs):
     return _verify(*args, **kwargs)
 
 
+def optimize(*args, **kwargs):
+    """Search for the fastest file within an accuracy budget on each target; see edgeopt.search.engine.optimize."""
+    from .search.engine import optimize as _optimize
+
+    return _optimize(*args, **kwargs)
+
+
 def benchmark(*args, **kwargs):
     """Measure every artifact; see edgeopt.bench.harness.benchmark for the arguments."""
     from .bench.harness import benchmark as _benchmark

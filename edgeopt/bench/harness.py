@@ -101,7 +101,7 @@ def benchmark(source, *, targets=("local",), threads=None, rounds=3, timing=None
     for target in resolved:
         work.update(_run_target(report, target, candidates, data, threads, int(rounds), timing, progress, log))
     finish(report, work, data, baseline, metric)
-    _write(report, out, log)
+    write_report(report, out, log)
     return report
 
 
@@ -346,7 +346,8 @@ def _median_mb(values):
     return round(float(np.median(values)) / 1024, 2) if values else None
 
 
-def _write(report, out, log):
+def write_report(report, out, log=print):
+    """Write report.json, report.md and the plots into `out`, published together as one set."""
     from ..publish import staged_set
     from .plots import plot_all
 

@@ -10,9 +10,9 @@ import signal
 import sys
 
 from ..errors import EdgeoptError
-from . import bench, convert, demo, formats, survey, target, verify
+from . import bench, convert, demo, formats, optimize, survey, target, verify
 
-COMMANDS = [convert, bench, verify, formats, demo, survey, target]
+COMMANDS = [convert, bench, optimize, verify, formats, demo, survey, target]
 
 
 def main(argv=None) -> int:
