@@ -3,15 +3,22 @@ killed halfway with SIGKILL of its process group and resumed; the recommendation
 
 One session-scoped search serves every test here (and the Ray test compares against it): 4 candidates
 (the fp32 references and the single-tool default int8 files), batches of 2, short timing.
+
+`--ray ADDRESS` runs on a real two-node Ray cluster on loopback: `ray start --head` (which owns the 'local'
+target) plus a second worker node, both started and stopped by the test. That search must find the same
+candidates (same keys and outputs) and follow the same recommendation rule as the local one.
 """
 
 import json
 import os
+import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -139,3 +146,101 @@ def test_optimize_missing_model_exits_2(tmp_path, capsys):
 
     assert main(["optimize", str(tmp_path / "nope.h5"), "--calibration", "digits", "--out", str(tmp_path / "o")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+# ---- Ray -------------------------------------------------------------------------------------------------
+RAY = Path(sys.executable).with_name("ray")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RayNode:
+    """`ray start --block` in its own process group: stopping the group stops that node's processes only."""
+
+    def __init__(self, args, log):
+        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+        self.proc = subprocess.Popen([str(RAY), "start", "--block", "--disable-usage-stats", *args], env=env,
+                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def stop(self):
+        if self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+def wait_for_nodes(address, n, timeout=120):
+    import ray
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+            alive = [node for node in ray.nodes() if node["Alive"]]
+            ray.shutdown()
+            if len(alive) >= n:
+                return
+        except (ConnectionError, RuntimeError):
+            pass
+        time.sleep(1)
+    raise TimeoutError(f"the Ray cluster at {address} did not show {n} nodes in {timeout}s")
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(tmp_path_factory):
+    if not RAY.exists():
+        pytest.fail("ray is not installed: pip install -e '.[convert,test]' installs it (the 'search' extra)")
+    folder = tmp_path_factory.mktemp("ray")
+    temp = Path("/tmp") / f"edgeopt-ray-{os.getpid()}"  # short: Ray's socket paths must fit in 107 bytes
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    log = open(folder / "ray.log", "w")
+    common = ["--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--object-store-memory", str(100 * 1024**2)]
+    head = RayNode(["--head", "--port", str(port), "--include-dashboard", "false", "--temp-dir", str(temp),
+                    "--resources", '{"edgeopt_target_local": 1}', *common], log)
+    nodes = [head]
+    try:
+        wait_for_nodes(address, 1)
+        nodes.append(RayNode(["--address", address, *common], log))
+        wait_for_nodes(address, 2)
+        yield address
+    finally:
+        for node in reversed(nodes):
+            node.stop()
+        log.close()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def what_was_found(result) -> dict:
+    """key -> label, outcome and the figures of the file's outputs (not its bytes: tf2onnx numbers generated
+    node names with a per-process counter, so the same graph converted in another process differs in names)."""
+    return {e["key"]: (e["candidate"]["label"], e["outcome"], e["artifact"]["size_bytes"] // 1024,
+                       {k: e["figures"]["local"].get(k) for k in ("accuracy", "agreement")})
+            for e in result.candidates}
+
+
+@pytest.mark.timeout(600)
+def test_search_on_a_two_node_ray_cluster_matches_the_local_search(ray_cluster, killed_and_resumed, model_h5,
+                                                                   tmp_path):
+    import edgeopt
+
+    lines = []
+    result = edgeopt.optimize(model_h5, out=tmp_path / "ray", ray=ray_cluster, log=lines.append, **SEARCH_ARGS)
+    local = killed_and_resumed["result"]
+    assert result.runner == "ray"
+    assert what_was_found(result) == what_was_found(local)
+    feasible = {p.key for p in result.final["local"] if p.feasible}
+    assert feasible == {p.key for p in local.final["local"] if p.feasible}
+    rec = result.recommendations["local"]
+    assert rec.point is not None, rec.sentence
+    assert rec.point.p50_ms == min(p.p50_ms for p in result.final["local"] if p.feasible)
+    assert {p.role for p in result.final["local"]} >= {"baseline", "reference"}
+    assert result.recommended_file("local").is_file() and (tmp_path / "ray" / "search.md").is_file()

@@ -86,8 +86,10 @@ class _Search:
         from ..bench.targets import parse_target
 
         problems = self.budget_request.problems()
-        if int(self.a["trials"]) < 1:
-            problems.append(f"--trials must be at least 1, got {self.a['trials']}")
+        for name, flag in (("trials", "--trials"), ("batch_size", "--batch-size"), ("workers", "--workers"),
+                           ("rounds", "--rounds"), ("final_rounds", "--final-rounds")):
+            if int(self.a[name]) < 1:
+                problems.append(f"{flag} must be at least 1, got {self.a[name]}")
         if problems:
             raise RecipeError(problems)
         for t in self.a["targets"] or ["local"]:

@@ -8,6 +8,7 @@ a rerun reuse every finished file) and the files through `edgeopt.benchmark`, as
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import tarfile
 import tempfile
@@ -61,14 +62,18 @@ def find_export(manifest, export: dict):
     return None
 
 
-def convert_candidate_remote(model_name: str, model_blob: bytes, job: dict) -> dict:
-    """convert_candidate on a node that shares no disk with the driver: the model comes as bytes, the
-    candidate's folder goes back as a tar archive (extracted into job['out'] by the driver)."""
+def convert_candidate_remote(model_name: str, model_blob: bytes, data: dict, job: dict) -> dict:
+    """convert_candidate on a node that shares no disk with the driver: the model comes as bytes and the data
+    as objects (both from Ray's object store: top-level arguments, so Ray resolves them), the candidate's folder
+    goes back as a tar archive (extracted into job['out'] by the driver)."""
+    import socket
+
     work = Path(tempfile.mkdtemp(prefix="edgeopt-search-"))
     try:
         model = work / model_name
         unpack_model(model_blob, model)
-        result = convert_candidate({**job, "model": str(model), "out": str(work / "out")})
+        result = convert_candidate({**job, "data": data, "model": str(model), "out": str(work / "out")})
+        result["worker"] = {"host": socket.gethostname(), "pid": os.getpid()}
         result["folder_tar"] = pack_folder(work / "out") if (work / "out").exists() else None
         return result
     finally:
@@ -99,6 +104,7 @@ def measure_files(files: dict, evaluation: bytes | None, target: str, settings: 
         d = report.to_dict()
         for row in d["rows"]:  # paths on this node mean nothing to the driver: keep the name it gave
             row["path"] = str(Path(row["path"]).relative_to(work / "files")) if row.get("path") else None
+        d["worker"] = {"pid": os.getpid()}
         return d
     finally:
         shutil.rmtree(work, ignore_errors=True)

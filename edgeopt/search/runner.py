@@ -100,7 +100,7 @@ class RayRunner:
         self._check_resources(targets)
         self._convert = ray.remote(num_cpus=1)(jobs.convert_candidate_remote)
         self._measure = ray.remote(jobs.measure_files)
-        self._model_ref = None
+        self._model_ref, self._data_refs = None, {}
 
     def _check_resources(self, targets):
         have = self.ray.cluster_resources()
@@ -117,9 +117,11 @@ class RayRunner:
             model = Path(job["model"])
             if self._model_ref is None:
                 self._model_ref = (model.name, self.ray.put(jobs.pack_model(model)))
-                self._data_ref = self.ray.put(job["data"])  # the same data for every candidate
-            remote_job = {k: v for k, v in job.items() if k not in ("model", "out")} | {"data": self._data_ref}
-            refs[key] = self._convert.remote(self._model_ref[0], self._model_ref[1], remote_job)
+            roles = tuple(sorted(job["data"]))  # training candidates also get the training data
+            if roles not in self._data_refs:
+                self._data_refs[roles] = self.ray.put(job["data"])  # put once, shared by every task
+            remote_job = {k: v for k, v in job.items() if k not in ("model", "out", "data")}
+            refs[key] = self._convert.remote(self._model_ref[0], self._model_ref[1], self._data_refs[roles], remote_job)
         results = {}
         for key, ref in refs.items():
             try:
