@@ -266,9 +266,15 @@ class _Run:
         self._finish(art, 0.0)
 
     def _tflite(self, serving, spec):
-        from .converter import tflite
+        from .converter import tflite, tflite_sparse
 
         facts = {"fixed_batch": serving.batch} if serving.batch else {}
+        # Pruned weights (a quarter or more zeros): a sparse encoding may be smaller. Fixed-batch
+        # (recurrent) files calibrate in a child process per conversion, so they are converted once, dense.
+        if not serving.batch and tflite_sparse.worth_trying(serving.model):
+            blob, sparse_facts = tflite_sparse.convert_smallest(serving, spec.precision, spec.options,
+                                                                self.data["calibration"])
+            return blob, {**facts, **sparse_facts}
         return tflite.convert(serving, spec.precision, spec.options, self.data["calibration"]), facts
 
     def _onnx_export(self, serving, opset):
