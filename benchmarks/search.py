@@ -32,7 +32,7 @@ from suite_models import SUITE  # noqa: E402
 
 # Per model: how much of the space to try and how long to time (the emulated target is ~20x slower).
 SETTINGS = {
-    "digits_cnn": dict(trials=12, threads=[1], rounds=2, final_rounds=5, batch_size=6,
+    "digits_cnn": dict(trials=10, threads=[1], rounds=1, final_rounds=3, batch_size=5,
                        timing={"min_runs": 30, "min_seconds": 0.3}),
     "mobilenet_v2": dict(trials=5, precisions=["fp32", "int8"], threads=[1], rounds=1, final_rounds=2,
                          batch_size=5, budget_metric="agreement", timing={"min_runs": 5, "min_seconds": 0.2}),

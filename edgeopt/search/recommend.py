@@ -115,7 +115,7 @@ def _loss_words(point, budget) -> str:
     if point.loss is None:
         return "accuracy not measured"
     if budget.metric == "accuracy":
-        return f"{-point.loss:+.1f} accuracy points"
+        return f"{0.0 - point.loss:+.1f} accuracy points".replace("-0.0", "+0.0")
     if budget.metric == "agreement":
         return f"{100 - point.loss:.1f}% top-1 agreement with the source model"
     return f"max abs error {point.loss:.3g}"
