@@ -6,6 +6,8 @@ measurement failed: the report says why), 2 bad input.
 
 from __future__ import annotations
 
+from .tf_log import add_verbose_flag, tensorflow_output_kept, where_the_log_is
+
 
 def add(sub):
     p = sub.add_parser("optimize", help="search formats, precisions and quantization options under an accuracy "
@@ -43,13 +45,13 @@ def add(sub):
     p.add_argument("--trust-model-code", action="store_true",
                    help="load Lambda layers and custom classes: this runs code stored in the model file")
     p.add_argument("--out", default="edgeopt-search", help="output folder (default: %(default)s)")
+    add_verbose_flag(p)
     p.set_defaults(func=_optimize)
 
 
 def _optimize(args):
     from ..errors import RecipeError
     from ..search.budget import parse_duration, parse_size
-    from ..search.engine import optimize
     from ..search.outcome import console_summary
 
     timing = {k: v for k, v in (("min_runs", args.min_runs), ("min_seconds", args.min_seconds)) if v is not None}
@@ -57,17 +59,27 @@ def _optimize(args):
         threads = [int(t) for t in args.threads.split(",")] if args.threads else None
     except ValueError:
         raise RecipeError(f"--threads takes comma-separated whole numbers such as 1,2, got {args.threads!r}") from None
-    result = optimize(
+    limits = {"max_size_bytes": parse_size(args.max_size) if args.max_size else None,
+              "time_limit": parse_duration(args.time) if args.time else None}  # bad input: before any folder exists
+    with tensorflow_output_kept(args.out, args.verbose):  # the conversion processes inherit the redirection
+        result = _search(args, timing, threads, limits)
+    print(console_summary(result))
+    print(where_the_log_is(args.out, args.verbose))
+    return 0 if all(r.point for r in result.recommendations.values()) else 1
+
+
+def _search(args, timing, threads, limits):
+    from ..search.engine import optimize
+
+    return optimize(
         args.model, budget=args.budget, budget_metric=args.budget_metric, max_latency_ms=args.max_latency,
-        max_size_bytes=parse_size(args.max_size) if args.max_size else None, targets=args.targets or ["local"],
+        targets=args.targets or ["local"],
         calibration=args.calibration, evaluation=args.evaluation, train=args.train, trials=args.trials,
-        training_trials=args.training_trials, time_limit=parse_duration(args.time) if args.time else None,
+        training_trials=args.training_trials,
         formats=_split(args.formats), precisions=_split(args.precisions), threads=threads, rounds=args.rounds,
         final_rounds=args.final_rounds, timing=timing or None, batch_size=args.batch_size, workers=args.workers,
         ray=args.ray, storage=args.storage, study_name=args.study_name, seed=args.seed, out=args.out,
-        trust_model_code=args.trust_model_code)
-    print(console_summary(result))
-    return 0 if all(r.point for r in result.recommendations.values()) else 1
+        trust_model_code=args.trust_model_code, **limits)
 
 
 def _split(text):
