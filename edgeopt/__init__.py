@@ -67,5 +67,12 @@ def benchmark(*args, **kwargs):
     return _benchmark(*args, **kwargs)
 
 
+def diagnose_parity(*args, **kwargs):
+    """Which target's kernels deviate on one file, by how much, and why; see edgeopt.bench.diagnosis."""
+    from .bench.diagnosis import diagnose_parity as _diagnose
+
+    return _diagnose(*args, **kwargs)
+
+
 from .bench.report import Report, Row  # noqa: E402,F401
 from .recipe import Recipe, load_recipe  # noqa: E402,F401

@@ -20,6 +20,7 @@ class Capability:
 _TFLITE_IO = ("int8", "uint8", "float32")
 _ORT_CALIBRATION = ("minmax", "entropy", "percentile")
 _ORT_QUANT_FORMATS = ("qdq", "qoperator")
+_ORT_INT8_VARIANTS = ("auto", "s8", "reduce_range", "u8u8")
 
 CAPABILITIES = [
     Capability("tflite", "fp32", False, "TFLiteConverter", "float32 weights and activations; the reference export"),
@@ -53,6 +54,10 @@ CAPABILITIES = [
             "quant_format": (_ORT_QUANT_FORMATS, "qdq", "QDQ (QuantizeLinear/DequantizeLinear pairs) or QOperator"),
             "per_channel": (bool, True, "one scale per output channel of each weight"),
             "calibration_method": (_ORT_CALIBRATION, "minmax", "how activation ranges are chosen"),
+            "int8_variant": (_ORT_INT8_VARIANTS, "auto",
+                             "weights for the CPUs it will run on: s8 (full range; saturates on x86 without VNNI), "
+                             "reduce_range (7-bit), u8u8 (QDQ only); auto: chosen for the recipe's targets, "
+                             "else portable"),
         },
     ),
 ]
@@ -90,4 +95,8 @@ def validate_options(cap: Capability, options: dict) -> list:
             problems.append(f"{where}: {name} must be true or false, got {value!r}")
         elif allowed is int and (isinstance(value, bool) or not isinstance(value, int)):
             problems.append(f"{where}: {name} must be an integer, got {value!r}")
+    if (cap.format, cap.precision) == ("onnx", "int8"):
+        from .converter.onnx_variants import problems as variant_problems
+
+        problems += [f"{where}: {p}" for p in variant_problems(options)]
     return problems

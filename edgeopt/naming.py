@@ -12,6 +12,7 @@ _TAGS = {
     "io_type": lambda v: f"{v}-io",
     "allow_float_ops": lambda v: "mixed" if v else "full-int",
     "opset": lambda v: f"opset{v}",
+    "int8_variant": lambda v: v.replace("_", "-"),
 }
 
 

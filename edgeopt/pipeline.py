@@ -293,17 +293,31 @@ class _Run:
             self.manifest = self.folder.publish(self.manifest, [(art, None)])
             return
         parent_path = self.out / fp32_record.path
+        options = spec.options
         if spec.precision == "int8":
-            build = lambda: onnx_quant.quantize_static(parent_path, self.data["calibration"], spec.options)  # noqa: E731
+            from .converter.onnx_variants import choose
+
+            choice = choose(spec.options, self.recipe.targets)  # `auto` becomes the variant for the targets
+            options = {**spec.options, "int8_variant": choice["variant"]}
+
+            def build():
+                blob, facts = onnx_quant.quantize_static(parent_path, self.data["calibration"], options)
+                return blob, {**facts, "int8_variant": choice}
         else:
             build = lambda: onnx_quant.quantize_dynamic(parent_path)  # noqa: E731
-        self._step("onnx", spec.precision, spec.options, "onnx-quantize", fp32_record.id, fp32_record.sha256, build)
+        art = self._step("onnx", spec.precision, options, "onnx-quantize", fp32_record.id, fp32_record.sha256, build,
+                         name_options=spec.options)
+        if spec.precision == "int8" and art.ok and art.facts.get("int8_variant") != choice:
+            art.facts["int8_variant"] = choice  # reused for other targets that need the same variant: say so
+            self.manifest = self.folder.publish(self.manifest, [(art, None)])
 
     # ---- one export: reuse, build, write, inspect, check ------------------------------------------
-    def _step(self, fmt, precision, options, stage, parent_id, parent_key, build, batch=None) -> Artifact:
+    def _step(self, fmt, precision, options, stage, parent_id, parent_key, build, batch=None,
+              name_options=None) -> Artifact:
+        """`name_options`: the options as asked (the file name says what the user chose, not what `auto` became)."""
         from .converter.tflite import PartialQuantization
 
-        art_id = export_name(self.name, fmt, precision, options)
+        art_id = export_name(self.name, fmt, precision, name_options or options)
         data_facts = self.data["calibration"].describe() if self._needs_calibration(fmt, precision) else None
         key = _key(parent_key, stage, options, self.versions, data_facts, self.recipe.seed, batch)
         reused = self._reusable(art_id, key)

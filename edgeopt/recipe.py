@@ -88,6 +88,11 @@ class Recipe(BaseModel):
         "an input with a fixed batch); other models keep a dynamic batch",
     )
     data: DataSpec = Field(default_factory=DataSpec)
+    targets: list[str] = Field(
+        default_factory=list,
+        description="CPUs the files will run on (local, x86-64-avx2, x86-64-vnni, aarch64, aarch64-emulated, "
+        "ssh://...): ONNX int8 exports choose their int8_variant for them; none: the portable variant",
+    )
     prune: PruneSpec | None = None
     exports: list[ExportSpec] = Field(default_factory=lambda: default_exports())
     check: CheckSpec = Field(default_factory=CheckSpec)
@@ -95,7 +100,7 @@ class Recipe(BaseModel):
     def problems(self) -> list[str]:
         """Every problem capability checks find, all at once (pydantic already checked the types)."""
         return (_export_problems(enumerate(self.exports)) + _tolerance_problems(self.check.tolerances)
-                + _m_by_n_problems(self.prune.m_by_n if self.prune else None))
+                + _m_by_n_problems(self.prune.m_by_n if self.prune else None) + _target_problems(self.targets))
 
     def needs_calibration(self) -> list[str]:
         return [
@@ -105,6 +110,14 @@ class Recipe(BaseModel):
 
     def to_dict(self):
         return self.model_dump(mode="json")
+
+
+def _target_problems(targets) -> list[str]:
+    from .bench.kernels import NAMED_CPUS
+
+    known = ["local", *NAMED_CPUS]
+    return [f"targets: unknown target {t!r} (valid: {', '.join(known)}, or ssh://user@host)"
+            for t in targets if t not in known and not t.startswith("ssh://")]
 
 
 def _export_problems(numbered) -> list[str]:
@@ -157,6 +170,9 @@ def _problems_of_valid_parts(data) -> list[str]:
     tolerances = _get(data, "check", "tolerances")
     if isinstance(tolerances, dict):  # names are checkable even where a value is not a number
         problems += _tolerance_problems({p: t for p, t in tolerances.items() if isinstance(t, dict)})
+    targets = data.get("targets")
+    if isinstance(targets, list):
+        problems += _target_problems([t for t in targets if isinstance(t, str)])
     return problems + _m_by_n_problems(_get(data, "prune", "m_by_n"))
 
 

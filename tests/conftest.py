@@ -26,6 +26,10 @@ FULL_RECIPE = {
         {"format": "onnx", "precision": "int8", "quant_format": "qdq"},
         {"format": "onnx", "precision": "int8", "quant_format": "qoperator", "calibration_method": "entropy"},
         {"format": "onnx", "precision": "int8", "per_channel": False},
+        # The ONNX int8 variants (the defaults above are `auto`: portable, as no target is named).
+        {"format": "onnx", "precision": "int8", "int8_variant": "s8"},
+        {"format": "onnx", "precision": "int8", "quant_format": "qoperator", "int8_variant": "s8"},
+        {"format": "onnx", "precision": "int8", "int8_variant": "reduce_range"},
     ],
 }
 
@@ -79,3 +83,21 @@ def aarch64_emulator():
         if os.environ.get("CI"):
             pytest.fail(f"CI must run the arm64 tests, but the aarch64 emulator cannot be set up: {e}")
         pytest.skip(f"no aarch64 emulator ({e})")
+
+
+@pytest.fixture(scope="session")
+def x86_avx2_emulator():
+    """The x86-64-avx2 emulator (an emulated Haswell), set up once into the user's cache like `edgeopt target setup`.
+
+    Setup itself proves that onnxruntime takes its saturating AVX2 int8 kernels under it. Without it (no
+    Debian tools, no network): a failure in CI, where it must run, and a skip elsewhere.
+    """
+    from edgeopt.bench import x86_emulator
+    from edgeopt.errors import TargetError
+
+    try:
+        return x86_emulator.setup(log=lambda line: print(line, flush=True))
+    except TargetError as e:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the x86-64-avx2 tests, but its emulator cannot be set up: {e}")
+        pytest.skip(f"no x86-64-avx2 emulator ({e})")

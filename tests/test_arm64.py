@@ -199,28 +199,3 @@ def test_ssh_disk_full_is_reported_before_copying(sshd, converted, digits, tmp_p
     with pytest.raises(TargetError, match=r"disk full on 127.0.0.1: \d+ MB free in .*board-tmp.*\?workdir="):
         board.run(bundle, timeout=60)
     assert not workdir.exists() or list(workdir.iterdir()) == []
-
-
-def test_bench_with_local_and_emulated_targets_gives_one_report_with_parity(aarch64_emulator, converted, tmp_path):
-    """What a user runs: `edgeopt bench OUT --target local --target aarch64-emulated`, through the harness."""
-    import edgeopt
-
-    _, out, _ = converted
-    files = [out / a for a in ("digits_cnn.pruned50.fp32.tflite", "digits_cnn.pruned50.int8.onnx")]
-    report = edgeopt.benchmark(files, targets=["local", "aarch64-emulated"], threads=[1], rounds=1,
-                               timing={"warmup_runs": 1, "min_runs": 3, "min_seconds": 0.01}, out=tmp_path,
-                               progress=False, log=lambda *_: None)
-    assert [(t["name"], t["emulated"], t["status"]) for t in report.targets] == [
-        ("local", False, "ok"), ("aarch64-emulated", True, "ok")]
-    assert report.targets[1]["machine"]["cpu"]["arch"] == "aarch64"
-    rows = {(r.target, r.artifact): r for r in report.rows}
-    assert all(r.ok for r in rows.values()) and report.ok
-    for (target, artifact), r in rows.items():
-        assert r.emulated == (target == "aarch64-emulated")
-        if r.emulated:
-            assert r.parity["verdict"] == "ok" and r.parity["vs"] == "local CPU", r.parity
-        else:
-            assert r.parity is None
-    assert rows[("aarch64-emulated", "digits_cnn.pruned50.int8.onnx")].parity["lsb"] <= 2
-    md = (tmp_path / "report.md").read_text()
-    assert "EMULATED" in md and "ok (emulated)" in md and "LSB" in md

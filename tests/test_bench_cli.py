@@ -73,3 +73,24 @@ def test_fail_on_regression_without_compare_is_bad_input(benched):
     folder, _ = benched
     result = edgeopt("bench", folder, "--fail-on-regression", "10%")
     assert result.returncode == 2 and "needs --compare" in result.stderr
+
+
+@pytest.mark.parametrize("statuses,deviates,warned,strict,code", [
+    (["ok", "ok"], False, False, False, 0),
+    (["ok", "failed"], False, False, False, 1),   # a measurement failed (the other row is kept)
+    (["ok", "ok"], True, False, False, 4),        # a parity deviation: a warning, not a failure
+    (["ok", "ok"], False, True, False, 4),        # a file on a CPU it was not made for
+    (["ok", "ok"], True, False, True, 1),         # --strict: warnings fail the run
+    (["ok", "failed"], True, False, False, 1),    # a failure outranks a warning
+])
+def test_exit_codes_tell_a_failure_a_warning_and_a_clean_run_apart(statuses, deviates, warned, strict, code):
+    from edgeopt.bench.report import Report, Row
+    from edgeopt.cli.bench import exit_code
+
+    rows = [Row(target="local", artifact=f"m{i}.onnx", path=None, format="onnx", precision="int8", threads=1,
+                status=s, error=None if s == "ok" else "the worker was killed by signal 11") for i, s in enumerate(statuses)]
+    if deviates:
+        rows[0].parity = {"verdict": "differs", "reason": "13 LSB from onnxruntime's unfused execution"}
+    if warned:
+        rows[0].warnings.append("made for aarch64, not for this CPU")
+    assert exit_code(Report(rows=rows), strict=strict) == code

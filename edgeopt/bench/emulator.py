@@ -87,6 +87,8 @@ class Emulator:
     site: Path
     cpu: str
     facts: dict
+    arch = "aarch64"
+    setup_command = SETUP_COMMAND
 
     @classmethod
     def load(cls, folder: Path | None = None) -> "Emulator":

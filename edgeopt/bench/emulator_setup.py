@@ -157,24 +157,24 @@ def _user() -> str:
     return getpass.getuser()
 
 
-def _qemu(folder: Path, log) -> tuple[Path, str]:
-    """QEMU 10 from bookworm-backports; the host's qemu-aarch64-static when that cannot be had."""
-    target = folder / "qemu" / "qemu-aarch64"
+def _qemu(folder: Path, log, binary: str = "qemu-aarch64") -> tuple[Path, str]:
+    """QEMU 10's `binary` from bookworm-backports; the host's `{binary}-static` when that cannot be had."""
+    target = folder / "qemu" / binary
     if not target.exists():
-        log(f"downloading QEMU 10 user mode (Debian bookworm-backports qemu-user, about {FETCH_MB['qemu']} MB)")
+        log(f"downloading QEMU 10 user mode for {binary} (Debian bookworm-backports qemu-user, about {FETCH_MB['qemu']} MB)")
         try:
             with tempfile.TemporaryDirectory(dir=folder) as tmp:
                 apt = PrivateApt(Path(tmp) / "apt", "amd64", "bookworm-backports")
                 apt.update()
                 (deb,) = apt.download(["qemu-user"], Path(tmp) / "debs")
-                _run(["sh", "-c", f'dpkg-deb --fsys-tarfile "{deb}" | tar -x -C "{tmp}" ./usr/bin/qemu-aarch64'],
-                     "unpacking qemu-aarch64")
+                _run(["sh", "-c", f'dpkg-deb --fsys-tarfile "{deb}" | tar -x -C "{tmp}" ./usr/bin/{binary}'],
+                     f"unpacking {binary}")
                 target.parent.mkdir(exist_ok=True)
-                os.replace(Path(tmp) / "usr" / "bin" / "qemu-aarch64", target)
+                os.replace(Path(tmp) / "usr" / "bin" / binary, target)
         except TargetError as e:
-            host = shutil.which("qemu-aarch64-static")
+            host = shutil.which(f"{binary}-static")
             if not host:
-                raise TargetError(f"{e}; and this machine has no qemu-aarch64-static either: "
+                raise TargetError(f"{e}; and this machine has no {binary}-static either: "
                                   "install it (apt-get install -y qemu-user-static) or allow access to "
                                   f"{os.environ.get(MIRROR_ENV, DEFAULT_MIRROR)}") from None
             log(f"QEMU 10 is unavailable ({e}); using the host's {host} with the CPU pinned")

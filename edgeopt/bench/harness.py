@@ -49,6 +49,7 @@ class Candidate:
     skip_reason: str | None = None  # set: a row that says why it was not measured (file or data)
     skip_status: str = "failed"  # "skipped" when an earlier stage, not this file, is why
     synthetic_calibration: bool = False  # the converter calibrated it on random inputs
+    made_for: list | None = None  # the targets the converter chose its int8 variant for
 
 
 @in_private_tempdir
@@ -101,7 +102,7 @@ def benchmark(source, *, targets=("local",), threads=None, rounds=3, timing=None
     work = {}  # (target, artifact, threads) -> bootstrap draws and outputs, used for the comparisons
     for target in resolved:
         work.update(_run_target(report, target, candidates, data, threads, int(rounds), timing, progress, log))
-    finish(report, work, data, baseline, metric)
+    finish(report, work, data, baseline, metric, {c.id: c.made_for for c in candidates if c.made_for})
     write_report(report, out, log)
     return report
 
@@ -168,7 +169,8 @@ def _from_manifest(manifest) -> list:
         path = manifest.path_of(a) if a.path else None
         c = Candidate(a.id, path, a.format, a.precision, a.size_bytes, a.gzip_bytes,
                       input_specs=a.inputs or None, output_specs=a.outputs or None,
-                      synthetic_calibration=bool(a.facts.get("synthetic_calibration")))
+                      synthetic_calibration=bool(a.facts.get("synthetic_calibration")),
+                      made_for=(a.facts.get("int8_variant") or {}).get("made_for"))
         if a.status != "ok":
             c.skip_reason = f"not benchmarked: the converter marked it {a.status} ({a.error})"
             c.skip_status = "skipped"

@@ -47,7 +47,8 @@ class Row:
     speedup: dict | None = None  # vs: baseline id, ratio (>1 faster), ci95, within_noise
     memory_mb: dict | None = None  # peak, load_delta, run_delta (median over rounds)
     accuracy: dict | None = None  # metric, value, delta_points vs baseline, agreement figures
-    parity: dict | None = None  # outputs on this target vs the same artifact on the local CPU
+    parity: dict | None = None  # outputs on this target vs the judge of its file (see crosscheck.py)
+    warnings: list = field(default_factory=list)  # e.g. a file on a CPU whose int8 kernels it was not made for
     size_note: str | None = None  # why a quantized file is not smaller than its baseline (bench/filebytes.py)
 
     @property
@@ -65,6 +66,7 @@ class Report:
     source: str | None = None  # the manifest benchmarked, if any
     created: str | None = None
     files: dict = field(default_factory=dict)  # what was written: report.json, report.md, plots
+    parity: dict = field(default_factory=dict)  # artifact id -> diagnosis (diagnosis.Diagnosis.to_dict())
 
     def to_dict(self):
         d = asdict(self)
@@ -78,8 +80,8 @@ class Report:
             raise BenchmarkError(f"report schema version {d['schema_version']} is newer than this edgeopt; upgrade")
         known = set(Row.__dataclass_fields__)
         rows = [Row(**{k: v for k, v in r.items() if k in known}) for r in d.get("rows", [])]
-        fields = {k: d[k] for k in ("targets", "settings", "evaluation", "reference", "source", "created", "files")
-                  if k in d}
+        fields = {k: d[k] for k in ("targets", "settings", "evaluation", "reference", "source", "created", "files",
+                                    "parity") if k in d}
         return cls(rows=rows, **fields)
 
     @classmethod
@@ -96,9 +98,14 @@ class Report:
 
     @property
     def ok(self):
-        """No failed row or target, and no output that differs between a target and the local CPU."""
-        return (all(r.status != "failed" and (r.parity or {}).get("verdict", "ok") == "ok" for r in self.rows)
-                and all(t.get("status") != "failed" for t in self.targets))
+        """No failed row or target (parity deviations are warnings: see `warnings()`)."""
+        return all(r.status != "failed" for r in self.rows) and all(t.get("status") != "failed" for t in self.targets)
+
+    def warnings(self) -> list:
+        """(where, what) for outputs that deviate on a target, and files on CPUs they were not made for."""
+        found = [(f"{r.target} {r.artifact} threads={r.threads}", f"parity: {r.parity.get('reason')}")
+                 for r in self.rows if r.parity and r.parity.get("verdict") not in ("ok", None)]
+        return found + [(f"{r.target} {r.artifact} threads={r.threads}", w) for r in self.rows for w in r.warnings]
 
     def save(self, folder) -> dict:
         folder = Path(folder)
@@ -140,6 +147,8 @@ def _row_cells(r: Row, names: dict) -> list:
     status = r.status + (f" ({', '.join(marks)})" if marks and r.ok else "")
     if r.parity and r.parity.get("verdict") != "ok":
         status += " PARITY"
+    if r.warnings:
+        status += " WARNING"
     return [
         r.target, names[r.artifact], r.format, r.precision, r.threads or "auto", human_bytes(r.size_bytes),
         "-" if r.size_ratio is None else f"{r.size_ratio:.2f}x", p50, speed,
@@ -150,12 +159,12 @@ def _row_cells(r: Row, names: dict) -> list:
 
 
 def _parity(p):
-    """How far this target's outputs are from the local CPU's: in LSB for int8, else max |diff|."""
+    """How far this target's outputs are from its file's judge (see the Parity section): LSB for int8, else max |diff|."""
     if not p:
         return "-"
     if p.get("verdict") == "failed":
         return "failed"
-    return f"{p['lsb']:.2g} LSB" if p.get("lsb") is not None else f"{p['max_abs_diff']:.2g}"
+    return f"{p['lsb']:.0f} LSB" if p.get("lsb") is not None else f"{p['max_abs_diff']:.2g}"
 
 
 def _agreement(acc):
@@ -174,8 +183,11 @@ def table(report: Report, markdown_format=False) -> str:
     prefix = _common_prefix(names)
     if prefix:
         headers = [f"artifact ({prefix}…)" if h == "artifact" else h for h in headers]
-    if len({r.target for r in report.rows}) <= 1:  # one target: no column for it, and no parity to show
-        keep = [i for i, h in enumerate(headers) if h not in ("target", "parity")]
+    drop = {"target"} if len({r.target for r in report.rows}) <= 1 else set()  # one target: no column for it
+    if not any(r.parity for r in report.rows):
+        drop.add("parity")
+    if drop:
+        keep = [i for i, h in enumerate(headers) if h not in drop]
         rows = [[c[i] for i in keep] for c in rows]
         headers, align = [headers[i] for i in keep], "".join(align[i] for i in keep)
     return render(headers, rows, markdown=markdown_format, align=align)
@@ -246,11 +258,14 @@ def size_notes(report: Report) -> list:
 
 
 def problems(report: Report) -> list:
-    """(where, what) for every row that failed or whose outputs differ from the local CPU's."""
-    found = [(f"{r.target} {r.artifact} threads={r.threads}", r.error) for r in report.rows if r.error]
-    found += [(f"{r.target} {r.artifact} threads={r.threads}", f"outputs differ from the local CPU's: {r.parity.get('reason')}")
-              for r in report.rows if r.parity and r.parity.get("verdict") != "ok"]
-    return found
+    """(where, what) for every row that failed."""
+    return [(f"{r.target} {r.artifact} threads={r.threads}", r.error) for r in report.rows if r.error]
+
+
+def parity_lines(report: Report) -> list:
+    """A sentence per int8 file, and per file that deviates: who deviates and why, or why it is safe where it ran."""
+    return [d["sentence"] for d in report.parity.values()
+            if d.get("sentence") and (d.get("precision", "").startswith("int8") or d.get("verdict") != "ok")]
 
 
 def console(report: Report) -> str:
@@ -258,6 +273,12 @@ def console(report: Report) -> str:
     found = problems(report)
     if found:
         lines += ["problems:"] + [f"  {where}: {what}" for where, what in found]
+    warned = report.warnings()
+    if warned:
+        lines += ["warnings:"] + [f"  {where}: {what}" for where, what in warned]
+    said = parity_lines(report)
+    if said:
+        lines += ["parity:"] + [f"  {line}" for line in said]
     bought = what_it_bought(report)
     if bought:
         lines += ["", bought]
@@ -274,6 +295,12 @@ def markdown(report: Report) -> str:
     found = problems(report)
     if found:
         lines += ["## Problems", ""] + [f"- **{where}**: {what}" for where, what in found] + [""]
+    warned = report.warnings()
+    if warned:
+        lines += ["## Warnings", ""] + [f"- **{where}**: {what}" for where, what in warned] + [""]
+    said = parity_lines(report)
+    if said:
+        lines += ["## Parity", ""] + [f"- {line}" for line in said] + [""]
     bought = what_it_bought(report)
     if bought:
         title, *items = bought.splitlines()

@@ -10,10 +10,12 @@ import importlib
 
 from ..check import compare, task_accuracy
 from ..errors import BenchmarkError
-from . import filebytes, parity, stats
+from . import filebytes, stats
+from .crosscheck import check_parity
 
 
-def finish(report, work, data, baseline=None, metric=None):
+def finish(report, work, data, baseline=None, metric=None, made_for=None):
+    """Accuracy, baselines and parity of every row. `made_for`: artifact id -> the targets its converter named."""
     metric_fn, metric_name = resolve_metric(metric)
     # Outputs are saved once per artifact and target (thread count does not change them): share them.
     outputs = {(t, a): w["outputs"] for (t, a, _), w in work.items() if w.get("outputs") is not None}
@@ -32,28 +34,7 @@ def finish(report, work, data, baseline=None, metric=None):
             base = _baseline_for(row, rows, baseline)
             if base is not None:
                 _against_baseline(row, base, work)
-    _parity_with_local(report, work, data)
-
-
-def _parity_with_local(report, work, data):
-    """Each row on another target (a board, the emulator) against the same file's outputs on this CPU."""
-    local = next((t["name"] for t in report.targets if t["kind"] == "local"), None)
-    for row in report.rows:
-        w = work.get((row.target, row.artifact, row.threads), {})
-        if row.target == local or not row.ok or w.get("outputs") is None:
-            continue
-        ref = work.get((local, row.artifact, row.threads), {}).get("outputs") if local else None
-        if ref is None:  # no local run (or it failed): the outputs are cheap to compute here
-            ref = _host_outputs(row, data)
-        figures = parity.compare(ref, w["outputs"], row.precision, parity.output_scales(row.path, w["output_specs"]))
-        row.parity = {"vs": "local CPU", **{k: v for k, v in figures.items() if k != "outputs"}}
-
-
-def _host_outputs(row, data):
-    from .device.runtimes import open_model
-
-    model = open_model(row.path)
-    return model.predict(data.inputs_for(model.input_specs))
+    check_parity(report, work, data, made_for)
 
 
 def resolve_metric(metric):

@@ -96,15 +96,20 @@ def run_streaming(argv, on_progress=None, timeout=None, what="the runner", env=N
 
 
 def parse_target(spec: str) -> Target:
-    """'local', 'aarch64-emulated' or 'ssh://user@host[:port][?python=...&workdir=...]' -> a Target."""
+    """'local', 'aarch64-emulated', 'x86-64-avx2' or 'ssh://user@host[:port][?python=...&workdir=...]' -> a Target."""
     if spec in ("local", "", None):
         return LocalTarget()
     if spec == "aarch64-emulated":
         from .emulated import EmulatedTarget
 
         return EmulatedTarget()
+    if spec == "x86-64-avx2":
+        from .emulated import X86Avx2Target
+
+        return X86Avx2Target()
     if spec.startswith("ssh://"):
         from .ssh import SshTarget
 
         return SshTarget.from_spec(spec)
-    raise TargetError(f"unknown target {spec!r}: use 'local', 'aarch64-emulated' or 'ssh://user@host[:port]'")
+    raise TargetError(f"unknown target {spec!r}: use 'local', 'aarch64-emulated', 'x86-64-avx2' "
+                      "or 'ssh://user@host[:port]'")

@@ -1,17 +1,24 @@
-"""`edgeopt bench`: latency, memory and accuracy of every artifact; a table, report.json/.md and plots."""
+"""`edgeopt bench`: latency, memory and accuracy of every artifact; a table, report.json/.md and plots.
+
+Exit codes: 0 every file measured, at parity everywhere, no warning; 1 a file or target failed its
+measurement (the others are kept), or, with --strict, a warning; 2 bad input; 3 a regression past
+--fail-on-regression; 4 everything measured, with warnings (a file's outputs deviate on a target,
+or a file runs on a CPU it was not made for).
+"""
 
 from __future__ import annotations
 
 import sys
 
-REGRESSION_EXIT = 3
+FAILED_EXIT, REGRESSION_EXIT, WARNING_EXIT = 1, 3, 4
 
 
 def add(sub):
     p = sub.add_parser("bench", help="measure latency, memory and accuracy of converted models")
     p.add_argument("models", nargs="+", help="a converter output folder, or .tflite/.onnx files")
     p.add_argument("--target", action="append", dest="targets", metavar="TARGET",
-                   help="where to run: local (default), aarch64-emulated, ssh://user@host[:port]; repeatable")
+                   help="where to run: local (default), aarch64-emulated, x86-64-avx2, ssh://user@host[:port]; "
+                   "repeatable")
     p.add_argument("--threads", help="comma-separated thread counts (default: 1 and all cores)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default: %(default)s)")
     p.add_argument("--min-runs", type=int, help="timed runs per measurement, at least (default 50)")
@@ -27,6 +34,8 @@ def add(sub):
                    help=f"with --compare: exit {REGRESSION_EXIT} when an artifact is this much slower")
     p.add_argument("--accuracy-tolerance", type=float, default=1.0,
                    help="with --compare: accuracy points an artifact may lose (default: %(default)s)")
+    p.add_argument("--strict", action="store_true",
+                   help=f"parity warnings fail the run (exit {FAILED_EXIT} instead of {WARNING_EXIT})")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_bench)
 
@@ -48,7 +57,7 @@ def _bench(args):
                        rounds=args.rounds, timing=timing, evaluation=args.evaluation, samples=args.samples,
                        baseline=args.baseline, metric=args.metric, out=args.out, progress=not args.quiet)
     print(console(report))
-    code = 0 if report.ok else 1
+    code = exit_code(report, args.strict)
     if old is not None:
         found = find_regressions(old, report, limit or float("inf"), args.accuracy_tolerance)
         for line in found:
@@ -58,6 +67,15 @@ def _bench(args):
         if not found:
             print(f"no regression against {args.compare}")
     return code
+
+
+def exit_code(report, strict=False) -> int:
+    """0 clean, 1 a failure (or a warning under --strict), 4 warnings only."""
+    if not report.ok:
+        return FAILED_EXIT
+    if report.warnings():
+        return FAILED_EXIT if strict else WARNING_EXIT
+    return 0
 
 
 def _threads(text):

@@ -22,6 +22,9 @@ def add(sub):
     p.add_argument("--evaluation", help="inputs (x) and optional labels (y) to check every file on (or synthetic)")
     p.add_argument("--train", help="training data (x, y) for pruning")
     p.add_argument("--calibration-samples", type=int, help="how many calibration samples to use")
+    p.add_argument("--target", action="append", dest="targets", metavar="TARGET",
+                   help="a CPU the files will run on (local, x86-64-avx2, x86-64-vnni, aarch64, aarch64-emulated, "
+                   "ssh://...); repeatable. ONNX int8 files are made for these (default: portable to any CPU)")
     p.add_argument("--fixed-batch", type=int, metavar="N",
                    help="batch TFLite exports are traced at when the model needs a static one (default 1)")
     p.add_argument("--trust-model-code", action="store_true",
@@ -66,6 +69,8 @@ def _apply_flags(recipe: dict, args) -> dict:
         recipe["prune"] = prune
     if args.fixed_batch:
         recipe["fixed_batch"] = args.fixed_batch
+    if args.targets:
+        recipe["targets"] = args.targets
     if args.calibration_samples:
         recipe.setdefault("data", {})["calibration_samples"] = args.calibration_samples
     if args.formats or args.precisions:

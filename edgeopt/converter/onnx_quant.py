@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import ConversionError
+from .onnx_variants import ort_arguments
 
 _COMPUTE_OPS = {"Conv", "MatMul", "Gemm", "ConvTranspose"}
 _QUANTIZED_COMPUTE_OPS = {"QLinearConv", "QLinearMatMul", "QGemm", "ConvInteger", "MatMulInteger", "DynamicQuantizeMatMul"}
@@ -18,16 +19,16 @@ _QUANTIZED_COMPUTE_OPS = {"QLinearConv", "QLinearMatMul", "QGemm", "ConvInteger"
 
 def quantize_static(fp32_path, calibration, options: dict) -> tuple[bytes, dict]:
     """Calibrated int8 of `fp32_path`; returns (model bytes, facts for the manifest)."""
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat
     from onnxruntime.quantization import quantize_static as ort_quantize_static
 
     logging.getLogger("root").setLevel(logging.ERROR)  # ORT's quantizer logs through the root logger
     qdq = options.get("quant_format", "qdq") == "qdq"
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
               "percentile": CalibrationMethod.Percentile}[options.get("calibration_method", "minmax")]
-    # QOperator with uint8 activations is the fast path of ORT's x86 kernels without VNNI;
-    # QDQ keeps symmetric int8 for portability to other execution providers.
-    activation = QuantType.QInt8 if qdq else QuantType.QUInt8
+    # The variant is concrete here (the pipeline resolved `auto` for its targets): see onnx_variants.py.
+    variant = options.get("int8_variant", "s8")
+    types = ort_arguments("s8" if variant == "auto" else variant, options.get("quant_format", "qdq"))
 
     class Reader(CalibrationDataReader):
         def __init__(self, names):
@@ -43,14 +44,14 @@ def quantize_static(fp32_path, calibration, options: dict) -> tuple[bytes, dict]
             ort_quantize_static(
                 str(source), str(out), Reader(_input_names(source)),
                 quant_format=QuantFormat.QDQ if qdq else QuantFormat.QOperator,
-                per_channel=bool(options.get("per_channel", True)),
-                activation_type=activation, weight_type=QuantType.QInt8, calibrate_method=method,
-                extra_options={"CalibTensorRangeSymmetric": False},
+                per_channel=bool(options.get("per_channel", True)), calibrate_method=method,
+                extra_options={"CalibTensorRangeSymmetric": False}, **types,
             )
         except Exception as e:  # ORT raises bare Exceptions for unsupported graphs
             raise ConversionError(f"onnxruntime static quantization failed: {type(e).__name__}: {e}") from None
         data = out.read_bytes()
-    facts.update({"activation_type": activation.name, "weight_type": "QInt8", **coverage(data)})
+    facts.update({"activation_type": types["activation_type"].name, "weight_type": types["weight_type"].name,
+                  "reduce_range": types["reduce_range"], **coverage(data)})
     return data, facts
 
 

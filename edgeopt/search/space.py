@@ -34,7 +34,8 @@ BASELINES = {
     "tflite": ({"format": "tflite", "precision": "int8", "io_type": "float32", "allow_float_ops": True},
                "TFLiteConverter defaults: float I/O, float fallback"),
     "onnx": ({"format": "onnx", "precision": "int8", "quant_format": "qdq", "per_channel": False,
-              "calibration_method": "minmax"}, "onnxruntime quantize_static defaults: QDQ, per-tensor, MinMax"),
+              "calibration_method": "minmax", "int8_variant": "s8"},  # QInt8 weights and activations, no reduce_range
+             "onnxruntime quantize_static defaults: QDQ, per-tensor, MinMax"),
 }
 
 # Training steps the search tries, by registry name: a few settings each, cheapest first. A step the

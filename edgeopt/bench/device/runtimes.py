@@ -41,14 +41,19 @@ def import_runtime(fmt):
         import onnxruntime  # noqa: F401
 
 
-def open_model(path, threads=None, xnnpack=True, fmt=None):
-    """Load `path` with the runtime its format needs (`fmt`, else read from the file). `threads=None`: the runtime's choice."""
+def open_model(path, threads=None, xnnpack=True, fmt=None, reference=False):
+    """Load `path` with the runtime its format needs (`fmt`, else read from the file). `threads=None`: the runtime's choice.
+
+    `reference=True`: the runtime's reference execution, for parity: LiteRT's reference kernels
+    (op resolver BUILTIN_REF), onnxruntime with graph optimizations off (a QDQ file then runs as
+    DequantizeLinear -> float op -> QuantizeLinear instead of fused int8 kernels). Slow; not for timing.
+    """
     if threads is not None and int(threads) < 1:
         raise ValueError(f"thread count must be at least 1, got {threads}")
     if not os.path.exists(path):
         raise ModelOpenError(f"model file {str(path)!r} does not exist")
     fmt = fmt or detect_format(path)
-    return (LiteRTModel if fmt == "tflite" else OrtModel)(str(path), threads, xnnpack)
+    return (LiteRTModel if fmt == "tflite" else OrtModel)(str(path), threads, xnnpack, reference)
 
 
 def _np_dtype_name(dtype) -> str:
@@ -107,11 +112,13 @@ class LiteRTModel(_Model):
     format = "tflite"
     runtime = "ai-edge-litert"
 
-    def __init__(self, path, threads, xnnpack):
+    def __init__(self, path, threads, xnnpack, reference=False):
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
         kwargs = {"model_path": path, "num_threads": threads}
-        if not xnnpack:
+        if reference:
+            kwargs["experimental_op_resolver_type"] = OpResolverType.BUILTIN_REF
+        elif not xnnpack:
             kwargs["experimental_op_resolver_type"] = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
         try:
             self.interpreter = Interpreter(**kwargs)
@@ -119,7 +126,8 @@ class LiteRTModel(_Model):
         except (ValueError, RuntimeError) as e:
             raise ModelOpenError(f"LiteRT cannot load {os.path.basename(path)!r}: {str(e).strip()}") from None
         self._batch = None
-        self.settings = {"num_threads": threads, "xnnpack": xnnpack}
+        self.settings = {"num_threads": threads, "xnnpack": xnnpack and not reference,
+                         **({"op_resolver": "BUILTIN_REF"} if reference else {})}
         sig = self.interpreter._get_full_signature_list().get("serving_default", {})
         in_names = {v: k for k, v in sig.get("inputs", {}).items()}
         out_names = {v: k for k, v in sig.get("outputs", {}).items()}
@@ -172,10 +180,12 @@ class OrtModel(_Model):
     runtime = "onnxruntime"
     delegates: list = []
 
-    def __init__(self, path, threads, xnnpack):
+    def __init__(self, path, threads, xnnpack, reference=False):
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
+        if reference:
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         if threads:
             opts.intra_op_num_threads = int(threads)
         opts.inter_op_num_threads = 1
