@@ -46,6 +46,13 @@ def verify(*args, **kwargs):
     return _verify(*args, **kwargs)
 
 
+def optimize(*args, **kwargs):
+    """Search for the fastest file within an accuracy budget on each target; see edgeopt.search.engine.optimize."""
+    from .search.engine import optimize as _optimize
+
+    return _optimize(*args, **kwargs)
+
+
 def prune_channels(*args, **kwargs):
     """Remove whole channels (a smaller, faster dense model); see edgeopt.steps.channels.prune_channels."""
     from .steps.channels import prune_channels as _prune_channels

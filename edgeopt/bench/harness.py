@@ -108,7 +108,7 @@ def benchmark(source, *, targets=("local",), threads=None, rounds=3, timing=None
         work.update(_run_target(report, target, candidates, data, threads, int(rounds), timing, progress, log,
                                 profile))
     finish(report, work, data, baseline, metric, {c.id: c.made_for for c in candidates if c.made_for})
-    _write(report, out, log)
+    write_report(report, out, log)
     return report
 
 
@@ -339,7 +339,8 @@ def _median_mb(values):
     return round(float(np.median(values)) / 1024, 2) if values else None
 
 
-def _write(report, out, log):
+def write_report(report, out, log=print):
+    """Write report.json, report.md and the plots into `out`, published together as one set."""
     from ..publish import staged_set
     from .plots import plot_all
 

@@ -10,9 +10,9 @@ import signal
 import sys
 
 from ..errors import EdgeoptError
-from . import bench, convert, demo, explain, formats, steps, survey, target, verify
+from . import bench, convert, demo, explain, formats, optimize, steps, survey, target, verify
 
-COMMANDS = [convert, bench, explain, verify, formats, steps, demo, survey, target]
+COMMANDS = [convert, bench, explain, optimize, verify, formats, steps, demo, survey, target]
 
 
 def main(argv=None) -> int:

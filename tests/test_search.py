@@ -1,0 +1,246 @@
+"""`edgeopt optimize`: a real search (Optuna study in SQLite, real conversions and measurements) on the digits CNN,
+killed halfway with SIGKILL of its process group and resumed; the recommendation, the report and the bad inputs.
+
+One session-scoped search serves every test here (and the Ray test compares against it): 4 candidates
+(the fp32 references and the single-tool default int8 files), batches of 2, short timing.
+
+`--ray ADDRESS` runs on a real two-node Ray cluster on loopback: `ray start --head` (which owns the 'local'
+target) plus a second worker node, both started and stopped by the test. That search must find the same
+candidates (same keys and outputs) and follow the same recommendation rule as the local one.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+SEARCH_FLAGS = ["--calibration", "digits", "--evaluation", "digits", "--precisions", "fp32,int8", "--trials", "4",
+                "--batch-size", "2", "--threads", "1", "--rounds", "1", "--final-rounds", "2", "--min-runs", "10",
+                "--min-seconds", "0.05"]
+SEARCH_ARGS = dict(calibration="digits", evaluation="digits", precisions=["fp32", "int8"], trials=4, batch_size=2,
+                   threads=[1], rounds=1, final_rounds=2, timing={"min_runs": 10, "min_seconds": 0.05})
+
+
+def complete_trials(db) -> int:
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
+            return con.execute("SELECT count(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0]
+    except sqlite3.OperationalError:  # the tables are not created yet, or a write holds the lock
+        return 0
+
+
+def finished_files(out) -> dict:
+    """key -> (inode, mtime_ns) of each finished candidate's file and manifest: what a redo would replace."""
+    import optuna
+
+    study = optuna.load_study(study_name=None, storage=f"sqlite:///{out / 'study.db'}")
+    found = {}
+    for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
+        if t.user_attrs.get("outcome") == "ok":
+            folder = out / "candidates" / t.user_attrs["key"]
+            files = [folder / t.user_attrs["artifact"]["path"], folder / "manifest.json"]
+            found[t.user_attrs["key"]] = [(os.stat(f).st_ino, os.stat(f).st_mtime_ns) for f in files]
+    return found
+
+
+@pytest.fixture(scope="session")
+def killed_and_resumed(model_h5, tmp_path_factory):
+    """Start `edgeopt optimize` in its own process group, SIGKILL the group once 2 of 4 candidates are finished
+    (the second batch is then converting), then resume with edgeopt.optimize() into the same folder."""
+    import edgeopt
+
+    out = tmp_path_factory.mktemp("search") / "out"
+    log = open(out.parent / "killed.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "edgeopt.cli", "optimize", str(model_h5), *SEARCH_FLAGS,
+                             "--out", str(out)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + 400
+    while complete_trials(out / "study.db") < 2 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    alive = proc.poll() is None
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    log.close()
+    assert alive, "the search ended before it could be killed:\n" + (out.parent / "killed.log").read_text()[-3000:]
+    before = finished_files(out)
+    lines = []
+    result = edgeopt.optimize(model_h5, out=out, log=lines.append, **SEARCH_ARGS)
+    return {"out": out, "before": before, "after": finished_files(out), "result": result, "log": lines}
+
+
+def test_search_killed_halfway_resumes_without_redoing_a_finished_candidate(killed_and_resumed):
+    import optuna
+
+    run = killed_and_resumed
+    assert 2 <= len(run["before"]) < 4, run["before"]
+    for key, stats in run["before"].items():  # the same files: not converted again, not even rewritten
+        assert run["after"][key] == stats, key
+    assert any("resuming" in line for line in run["log"]), run["log"]
+    converted = " ".join(line for line in run["log"] if "converting" in line)
+    labels = {c["key"]: c["candidate"]["label"] for c in run["result"].candidates}
+    for key in run["before"]:
+        assert labels[key] not in converted.split(": ", 1)[-1].split("; "), (labels[key], converted)
+    study = optuna.load_study(study_name=None, storage=f"sqlite:///{run['out'] / 'study.db'}")
+    ok = [t.user_attrs["key"] for t in study.trials if t.user_attrs.get("outcome") == "ok"]
+    assert len(ok) == len(set(ok)) == 4  # every candidate converted and measured exactly once
+
+
+def test_recommendation_is_the_fastest_file_within_budget_in_the_side_by_side_run(killed_and_resumed):
+    result = killed_and_resumed["result"]
+    rec = result.recommendations["local"]
+    assert rec.point is not None, rec.sentence
+    final = result.final["local"]
+    feasible = [p for p in final if p.feasible]
+    assert rec.point.p50_ms == min(p.p50_ms for p in feasible)
+    assert rec.point.loss <= result.budget.value
+    roles = {p.role for p in final}
+    assert {"baseline", "reference"} <= roles  # the single-tool defaults were measured in the same run
+    for p in final:
+        if p.role == "baseline" and p.feasible:
+            assert rec.point.p50_ms <= p.p50_ms
+    table = {e["key"]: e for e in result.candidates}
+    assert table[rec.point.key]["outcome"] == "ok" and rec.point.key in result.fronts["local"] or \
+        rec.point.role in ("baseline", "reference")
+    assert "faster than fp32" in rec.sentence or "fastest file within the budget" in rec.sentence
+    assert "TFLiteConverter" in rec.sentence and "quantize_static" in rec.sentence
+
+
+def test_search_writes_report_plot_and_study_and_the_recommended_file_exists(killed_and_resumed):
+    out, result = killed_and_resumed["out"], killed_and_resumed["result"]
+    page = (out / "search.md").read_text()
+    assert "**Recommendation:**" in page and result.recommendations["local"].sentence in page
+    assert (out / "front-local.png").read_bytes()[:4] == b"\x89PNG"
+    data = json.loads((out / "search.json").read_text())
+    assert len(data["candidates"]) == 4 and data["recommendations"]["local"]["point"]["key"]
+    assert result.recommended_file("local").is_file()
+    assert result.study["storage"].startswith("sqlite:///") and (out / "study.db").is_file()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--budget", "-1"], "the budget must be 0 or more"),
+    (["--trials", "0"], "--trials must be at least 1"),
+    (["--formats", "tflite,coreml"], "unknown format or precision 'coreml'"),
+    (["--target", "bogus://x"], "bogus"),
+    (["--max-size", "lots"], "--max-size takes a size"),
+    (["--time", "soon"], "--time takes a duration"),
+    (["--threads", "one"], "--threads takes comma-separated whole numbers"),
+])
+def test_optimize_bad_input_exits_2_naming_the_problem(flags, message, model_h5, tmp_path, capsys):
+    from edgeopt.cli import main
+
+    assert main(["optimize", str(model_h5), "--calibration", "digits", *flags, "--out", str(tmp_path / "o")]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_optimize_missing_model_exits_2(tmp_path, capsys):
+    from edgeopt.cli import main
+
+    assert main(["optimize", str(tmp_path / "nope.h5"), "--calibration", "digits", "--out", str(tmp_path / "o")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+# ---- Ray -------------------------------------------------------------------------------------------------
+RAY = Path(sys.executable).with_name("ray")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RayNode:
+    """`ray start --block` in its own process group: stopping the group stops that node's processes only."""
+
+    def __init__(self, args, log):
+        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+        self.proc = subprocess.Popen([str(RAY), "start", "--block", "--disable-usage-stats", *args], env=env,
+                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def stop(self):
+        if self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+def wait_for_nodes(address, n, timeout=120):
+    import ray
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+            alive = [node for node in ray.nodes() if node["Alive"]]
+            ray.shutdown()
+            if len(alive) >= n:
+                return
+        except (ConnectionError, RuntimeError):
+            pass
+        time.sleep(1)
+    raise TimeoutError(f"the Ray cluster at {address} did not show {n} nodes in {timeout}s")
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(tmp_path_factory):
+    if not RAY.exists():
+        pytest.fail("ray is not installed: pip install -e '.[convert,test]' installs it (the 'search' extra)")
+    folder = tmp_path_factory.mktemp("ray")
+    temp = Path("/tmp") / f"edgeopt-ray-{os.getpid()}"  # short: Ray's socket paths must fit in 107 bytes
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    log = open(folder / "ray.log", "w")
+    common = ["--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--object-store-memory", str(100 * 1024**2)]
+    head = RayNode(["--head", "--port", str(port), "--include-dashboard", "false", "--temp-dir", str(temp),
+                    "--resources", '{"edgeopt_target_local": 1}', *common], log)
+    nodes = [head]
+    try:
+        wait_for_nodes(address, 1)
+        nodes.append(RayNode(["--address", address, *common], log))
+        wait_for_nodes(address, 2)
+        yield address
+    finally:
+        for node in reversed(nodes):
+            node.stop()
+        log.close()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def what_was_found(result) -> dict:
+    """key -> label, outcome and the figures of the file's outputs (not its bytes: tf2onnx numbers generated
+    node names with a per-process counter, so the same graph converted in another process differs in names)."""
+    return {e["key"]: (e["candidate"]["label"], e["outcome"], e["artifact"]["size_bytes"] // 1024,
+                       {k: e["figures"]["local"].get(k) for k in ("accuracy", "agreement")})
+            for e in result.candidates}
+
+
+@pytest.mark.timeout(600)
+def test_search_on_a_two_node_ray_cluster_matches_the_local_search(ray_cluster, killed_and_resumed, model_h5,
+                                                                   tmp_path):
+    import edgeopt
+
+    lines = []
+    result = edgeopt.optimize(model_h5, out=tmp_path / "ray", ray=ray_cluster, log=lines.append, **SEARCH_ARGS)
+    local = killed_and_resumed["result"]
+    assert result.runner == "ray"
+    assert what_was_found(result) == what_was_found(local)
+    feasible = {p.key for p in result.final["local"] if p.feasible}
+    assert feasible == {p.key for p in local.final["local"] if p.feasible}
+    rec = result.recommendations["local"]
+    assert rec.point is not None, rec.sentence
+    assert rec.point.p50_ms == min(p.p50_ms for p in result.final["local"] if p.feasible)
+    assert {p.role for p in result.final["local"]} >= {"baseline", "reference"}
+    assert result.recommended_file("local").is_file() and (tmp_path / "ray" / "search.md").is_file()
