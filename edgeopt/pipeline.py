@@ -176,27 +176,44 @@ class _Run:
         self.manifest.save()
         if batch:
             self.log(f"TFLite exports use a fixed batch of {batch}: {why}")
-        with Serving(model, batch) as serving:
-            self._exports(serving, parent_id, parent_key)
+        from .converter.recurrent import Variants
+
+        proof_inputs = [x[:64] for x in ev.x]  # an unrolled copy is proven equal to the model on these
+        with Serving(model, batch) as serving, Variants(serving, proof_inputs) as variants:
+            self._exports(variants, parent_id, parent_key)
         self._summarise()
         return self.manifest
 
-    def _exports(self, serving, parent_id, parent_key):
-        onnx_parents = {}
+    def _exports(self, variants, parent_id, parent_key):
+        """Each export in recipe order. ONNX int8 and ai-edge-quantizer files are passes over an fp32 file of
+        their format, which is made (and recorded) first, once, even when the recipe does not list it."""
+        from .converter.recurrent import fp32_option
+
+        fp32_records = {}
+
+        def fp32(fmt, options):
+            key = (fmt, tuple(sorted(options.items())))
+            if key not in fp32_records:
+                fp32_records[key] = self._export_step(fmt, "fp32", options, variants, parent_id, parent_key)
+            return fp32_records[key]
+
         for spec in self.recipe.exports:
-            if spec.format == "tflite":
-                self._step(spec.format, spec.precision, spec.options, "tflite-convert", parent_id, parent_key,
-                           lambda s=spec: self._tflite(serving, s), batch=serving.batch)
+            if spec.format == "onnx" and spec.precision != "fp32":
+                self._quantize_pass(spec, fp32("onnx", {"opset": spec.options["opset"]}))
+            elif spec.options.get("backend") == "ai-edge-quantizer":
+                option = fp32_option(variants.base.model, spec.precision, spec.options["recurrent"])
+                self._quantize_pass(spec, fp32("tflite", {"recurrent": option}))
+            elif spec.precision == "fp32":
+                fp32(spec.format, spec.options)
             else:
-                opset = spec.options["opset"]
-                if opset not in onnx_parents:
-                    opts = {"opset": opset}
-                    rec = self._step("onnx", "fp32", opts, "onnx-export", parent_id, parent_key,
-                                     lambda o=opset: self._onnx_export(serving, o))
-                    onnx_parents[opset] = rec
-                fp32 = onnx_parents[opset]
-                if spec.precision != "fp32":
-                    self._onnx_quantize(spec, fp32)
+                self._export_step(spec.format, spec.precision, spec.options, variants, parent_id, parent_key)
+
+    def _export_step(self, fmt, precision, options, variants, parent_id, parent_key):
+        if fmt == "onnx":
+            return self._step("onnx", precision, options, "onnx-export", parent_id, parent_key,
+                              lambda: self._onnx_export(variants.base, options["opset"]))
+        return self._step("tflite", precision, options, "tflite-convert", parent_id, parent_key,
+                          lambda: self._tflite(variants, precision, options), batch=variants.base.batch)
 
     def _prune(self, model, base_key):
         from .converter import prune as prunelib
@@ -247,34 +264,46 @@ class _Run:
                        error=f"{error}; the exports below are of the unpruned model")
         self._finish(art, 0.0)
 
-    def _tflite(self, serving, spec):
+    def _tflite(self, variants, precision, options):
         from .converter import tflite
 
-        facts = {"fixed_batch": serving.batch} if serving.batch else {}
-        return tflite.convert(serving, spec.precision, spec.options, self.data["calibration"]), facts
+        serving, facts = variants.for_export(precision, options)  # the model as traced for its recurrent mode
+        facts = {"fixed_batch": serving.batch, **facts} if serving.batch else facts
+        return tflite.convert(serving, precision, options, self.data["calibration"]), facts
 
     def _onnx_export(self, serving, opset):
         from .converter import onnx_export
 
         return onnx_export.export(serving, opset), {}
 
-    def _onnx_quantize(self, spec, fp32_record):
-        from .converter import onnx_quant
-
+    def _quantize_pass(self, spec, fp32_record):
+        """An export made from the fp32 file of its format (onnxruntime.quantization, ai-edge-quantizer)."""
+        stage = "onnx-quantize" if spec.format == "onnx" else "tflite-quantize"
         if fp32_record.status != "ok" or not fp32_record.sha256:
-            art = Artifact(id=export_name(self.name, "onnx", spec.precision, spec.options), path=None,
-                           format="onnx", precision=spec.precision, stage="onnx-quantize", parent=fp32_record.id,
+            art = Artifact(id=export_name(self.name, spec.format, spec.precision, spec.options), path=None,
+                           format=spec.format, precision=spec.precision, stage=stage, parent=fp32_record.id,
                            status="skipped", error=f"its fp32 parent {fp32_record.id} was not produced",
                            options=spec.options)
             self.manifest.put(art)
             self.manifest.save()
             return
         parent_path = self.out / fp32_record.path
+        self._step(spec.format, spec.precision, spec.options, stage, fp32_record.id, fp32_record.sha256,
+                   lambda: self._quantize(spec, parent_path, fp32_record.facts))
+
+    def _quantize(self, spec, parent_path, parent_facts):
+        if spec.format == "tflite":
+            from .converter import aeq
+
+            blob, facts = aeq.quantize(parent_path, spec.precision, spec.options, self.data["calibration"])
+            # The file keeps its parent's fixed batch and recurrent mode: the check feeds it accordingly.
+            inherited = {k: v for k, v in parent_facts.items() if k in aeq.INHERITED_FACTS}
+            return blob, {**inherited, **facts}
+        from .converter import onnx_quant
+
         if spec.precision == "int8":
-            build = lambda: onnx_quant.quantize_static(parent_path, self.data["calibration"], spec.options)  # noqa: E731
-        else:
-            build = lambda: onnx_quant.quantize_dynamic(parent_path)  # noqa: E731
-        self._step("onnx", spec.precision, spec.options, "onnx-quantize", fp32_record.id, fp32_record.sha256, build)
+            return onnx_quant.quantize_static(parent_path, self.data["calibration"], spec.options)
+        return onnx_quant.quantize_dynamic(parent_path)
 
     # ---- one export: reuse, build, write, inspect, check ------------------------------------------
     def _step(self, fmt, precision, options, stage, parent_id, parent_key, build, batch=None) -> Artifact:

@@ -16,6 +16,8 @@ from .keras_io import tf_keras  # noqa: F401  (sets TF_USE_LEGACY_KERAS before T
 _IO_TYPES = {"int8": "int8", "uint8": "uint8", "float32": "float32"}
 # Ops that only move data between float and int8: not a sign of an unquantized computation.
 _BOUNDARY_OPS = {"QUANTIZE", "DEQUANTIZE"}
+# Ops that read a float tensor without computing on its values: its shape, or token ids cast to integers.
+_NO_FLOAT_MATH = {"SHAPE", "CAST"}
 
 
 def convert(serving, precision: str, options: dict, calibration=None) -> bytes:
@@ -96,15 +98,24 @@ def find_float_ops(model_bytes) -> list:
 
     interp = Interpreter(model_content=model_bytes)
     tensors = {t["index"]: t for t in interp.get_tensor_details()}
+    ops = interp._get_ops_details()
+    # An output nothing reads (e.g. an unrolled LSTM's first-step gate that only met the zero initial state,
+    # folded away by the converter) may stay float without any float computation depending on it.
+    read = {i for op in ops for i in op["inputs"]} | {d["index"] for d in interp.get_output_details()}
     found = []
-    for op in interp._get_ops_details():
-        if op["op_name"] in _BOUNDARY_OPS:
+    for op in ops:
+        if op["op_name"] in _BOUNDARY_OPS or _integer_result(op, tensors):
             continue
-        touched = [i for i in list(op["inputs"]) + list(op["outputs"]) if i >= 0]
+        touched = [i for i in list(op["inputs"]) + [o for o in op["outputs"] if o in read] if i >= 0]
         if any(tensors[i]["dtype"] == np.float32 for i in touched):
             out_name = tensors[op["outputs"][0]]["name"]
             found.append((op["op_name"], layer_from_tensor_name(out_name)))
     return found
+
+
+def _integer_result(op, tensors) -> bool:
+    outputs = [tensors[i]["dtype"] for i in op["outputs"] if i >= 0]
+    return op["op_name"] in _NO_FLOAT_MATH and all(np.issubdtype(d, np.integer) for d in outputs)
 
 
 def layer_from_tensor_name(name: str) -> str:

@@ -41,8 +41,8 @@ def convert(saved_model, precision, options, calibration, batch, suspects=()) ->
             where = f"the WHILE loops of {', '.join(suspects)}" if suspects else "this model's ops"
             raise ConversionError(
                 f"TFLite {precision} conversion crashed inside TensorFlow ({name}) while calibrating: TFLite's "
-                f"int8 calibrator cannot run {where}. The other exports are unaffected (int8-dynamic gives int8 "
-                "weights with float activations)"
+                f"int8 calibrator cannot run {where}. Export with recurrent: unroll (the default for int8) or fused; "
+                "the other exports are unaffected (int8-dynamic gives int8 weights with float activations)"
             )
         error = job / "error.json"
         if error.exists():
