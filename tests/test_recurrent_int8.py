@@ -118,17 +118,19 @@ def test_a_recurrent_option_on_a_model_without_recurrent_layers_is_refused(model
     assert art.status == "failed" and "this model has none; drop the option" in art.error
 
 
-def test_keras3_recurrent_models_unroll_too(tmp_path):
+def test_keras3_recurrent_models_unroll_and_fuse_through_the_bridge(tmp_path):
     import keras
 
     model = keras.Sequential([keras.Input((6, 3)), keras.layers.LSTM(8), keras.layers.Dense(4, activation="softmax")],
                              name="k3rnn")
-    manifest = edgeopt.convert(model, {"exports": [{"format": "tflite", "precision": "int8"}],
-                                       "data": {"calibration_samples": 32}},
+    exports = [{"format": "tflite", "precision": "int8"}, {"format": "tflite", "precision": "int8", "recurrent": "fused"}]
+    manifest = edgeopt.convert(model, {"exports": exports, "data": {"calibration_samples": 32}},
                                calibration="synthetic", out=tmp_path, progress=False, log=lambda *_: None)
-    art = manifest.get("k3rnn.int8.tflite")
-    assert art.ok and art.facts["recurrent"] == "unroll", art.error
-    assert "WHILE" not in ops_of(tmp_path, art)
+    unrolled, fused = manifest.get("k3rnn.int8.tflite"), manifest.get("k3rnn.int8.fused-lstm.tflite")
+    assert unrolled.ok and unrolled.facts["recurrent"] == "unroll", unrolled.error
+    assert "WHILE" not in ops_of(tmp_path, unrolled)
+    assert fused.ok and fused.facts["bridge"] == "keras3->tf_keras", fused.error
+    assert ops_of(tmp_path, fused)["UNIDIRECTIONAL_SEQUENCE_LSTM"] == 1
 
 
 def test_a_fused_lstm_file_starts_every_inference_from_a_zero_state(rnn_converted):

@@ -192,9 +192,15 @@ def _load_or_explain(data: bytes, name: str):
         Interpreter(model_content=data).allocate_tensors()
     except (ValueError, RuntimeError) as e:
         mixed = mixed_output_ops(data)
-        why = (f" {len(mixed)} op(s) have int8 and float32 outputs at once ({', '.join(mixed[:4])}): ai-edge-quantizer "
-               "leaves an output that no op reads in float32 (in an unrolled LSTM or GRU: a first-step gate that "
-               "only met the zero initial state, which the converter folded away), and XNNPACK cannot run such an op") if mixed else ""
+        why = ""
+        if any(op.startswith("WHILE") for op in mixed):
+            why = (" ai-edge-quantizer gave a WHILE loop (a recurrent layer) int8 and float32 state at once; export "
+                   "with recurrent: unroll")
+        elif mixed:
+            why = (f" {len(mixed)} op(s) have int8 and float32 outputs at once ({', '.join(mixed[:4])}): "
+                   "ai-edge-quantizer leaves an output that no op reads in float32 (in an unrolled LSTM or GRU: a "
+                   "first-step gate that only met the zero initial state, which the converter folded away), and "
+                   "XNNPACK cannot run such an op")
         raise ConversionError(f"ai-edge-quantizer {name} wrote a file LiteRT cannot load: "
                               f"{' '.join(str(e).split())[:200].rstrip('.')}.{why}") from None
 

@@ -8,9 +8,11 @@ tensors. Two ways out, measured on ../shared/realmodels (benchmarks/realmodels/r
   copied, outputs proven equal before use. One chain of ops per time step and no loop, so every op
   has an int8 kernel. Needs a fixed sequence length; the file and the conversion time grow with it.
 - fused: tf_keras LSTMs traced as the function TFLite fuses into UNIDIRECTIONAL_SEQUENCE_LSTM, which
-  TFLiteConverter calibrates and quantizes to int8; recurrent layers without a fused TFLite op (GRU,
-  SimpleRNN, LSTMs with other activations) are unrolled. The fused float kernel differs from Keras
-  by up to about 1e-2, which is below int8's own error; ai-edge-quantizer leaves the op in float.
+  TFLiteConverter calibrates and quantizes to int8 (its cell state stays int16 inside the kernel);
+  recurrent layers without a fused TFLite op (GRU, SimpleRNN, LSTMs with other activations) are
+  unrolled; Keras 3 models are rebuilt in tf_keras first (bridge.py). The op keeps its state in
+  variable tensors between invocations: runtimes must reset them per sequence (bench/device/
+  runtimes.py does). ai-edge-quantizer leaves the op in float.
 
 `recurrent: auto` (the default) unrolls for int8 and keeps loops for the float and dynamic exports.
 """
@@ -111,11 +113,16 @@ def fusable(class_name: str, layer_config: dict) -> bool:
             and layer_config.get("use_bias", True) and not layer_config.get("unroll"))
 
 
-def fused_copy(model) -> tuple[object, list, list]:
-    """(copy for fused mode, LSTMs left to fuse, layers unrolled); ConversionError when nothing can fuse."""
+def fused_copy(model, proof_inputs: list) -> tuple[object, list, list]:
+    """(tf_keras copy for fused mode, LSTMs left to fuse, layers unrolled); ConversionError when nothing can fuse.
+
+    Keras 3 traces LSTMs as plain loops that TFLite never fuses, so a Keras 3 model is first rebuilt in
+    tf_keras by the bridge (proven equal on `proof_inputs`), whose LSTMs TFLite does fuse.
+    """
     if flavour(model) != "tf_keras":
-        raise ConversionError("recurrent: fused needs tf_keras LSTMs: Keras 3 traces LSTMs as plain loops that "
-                              "TFLite does not fuse; use recurrent: unroll")
+        from .bridge import to_tf_keras
+
+        model, _ = to_tf_keras(model, proof_inputs)
     fused = [f"{c['config'].get('name')} (LSTM)" for c in _layer_configs(model.get_config())
              if fusable(c.get("class_name"), c.get("config", {}))]
     if not fused:
@@ -185,8 +192,10 @@ class Variants:
 
         try:
             if mode == "fused":
-                rebuilt, fused, unrolled = fused_copy(self.base.model)
+                rebuilt, fused, unrolled = fused_copy(self.base.model, self.proof_inputs)
                 facts = {"fused_lstms": fused, "unrolled_layers": unrolled}
+                if flavour(self.base.model) == "keras3":
+                    facts["bridge"] = "keras3->tf_keras"
             else:
                 rebuilt, unrolled = unrolled_copy(self.base.model)
                 facts = {"unrolled_layers": unrolled}
