@@ -269,7 +269,9 @@ class _Run:
 
         serving, facts = variants.for_export(precision, options)  # the model as traced for its recurrent mode
         facts = {"fixed_batch": serving.batch, **facts} if serving.batch else facts
-        return tflite.convert(serving, precision, options, self.data["calibration"]), facts
+        blob = tflite.convert(serving, precision, options, self.data["calibration"])
+        detours = tflite.float_detours(blob) if precision == "int8" else []
+        return blob, {**facts, "float_detours": detours} if detours else facts
 
     def _onnx_export(self, serving, opset):
         from .converter import onnx_export

@@ -15,3 +15,7 @@ def _formats(args):
         opts = ", ".join(f"{k}={v[1]!r}" for k, v in c.options.items()) or "-"
         rows.append([c.format, c.precision, "yes" if c.needs_calibration else "no", c.tool, c.summary, opts])
     print(render(["format", "precision", "calibration", "made by", "what it is", "options (default)"], rows))
+    rules = [f"  {c.format}/{c.precision}: {r.when[0]}={r.when[1]!r} needs {r.needs[0]}="
+             f"{' or '.join(map(repr, r.needs[1]))} ({r.why})" for c in CAPABILITIES for r in c.rules]
+    if rules:
+        print("\noption combinations:\n" + "\n".join(rules))

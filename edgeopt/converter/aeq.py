@@ -160,7 +160,7 @@ def _describe_failure(e: Exception, model_bytes: bytes, name: str) -> str:
 
 
 def _child(job: Path):
-    from .tflite import find_float_ops
+    from .tflite import find_float_ops, float_detours
 
     spec = json.loads((job / "job.json").read_text())
     try:
@@ -173,8 +173,9 @@ def _child(job: Path):
         message = _describe_failure(e, Path(spec["fp32"]).read_bytes(), spec["recipe"])
         (job / "error.json").write_text(json.dumps({"partial": False, "message": message}))
         return
+    detours = float_detours(data) if spec["precision"] == "int8" else []
     (job / "model.tflite").write_bytes(data)
-    (job / "facts.json").write_text(json.dumps(facts))
+    (job / "facts.json").write_text(json.dumps({**facts, "float_detours": detours} if detours else facts))
     float_ops = find_float_ops(data) if spec["precision"] == "int8" else []
     if float_ops and not spec["options"].get("allow_float_ops", False):
         listed = "; ".join(f"{op} (layer {layer!r})" for op, layer in float_ops[:12])
