@@ -36,6 +36,16 @@ def survey(*args, **kwargs):
     return _survey(*args, **kwargs)
 
 
+def verify(*args, **kwargs):
+    """Check an output folder against its records (repair=True fixes what a kill left).
+
+    See edgeopt.verification.verify for the arguments and what is checked.
+    """
+    from .verification import verify as _verify
+
+    return _verify(*args, **kwargs)
+
+
 def benchmark(*args, **kwargs):
     """Measure every artifact; see edgeopt.bench.harness.benchmark for the arguments."""
     from .bench.harness import benchmark as _benchmark

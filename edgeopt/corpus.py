@@ -24,19 +24,22 @@ import yaml
 from .errors import EdgeoptError
 from .fileio import check_writable_dir, write_json_atomic, write_text_atomic
 from .manifest import MANIFEST_NAME, Manifest
+from .publish import staged_set
+from .scratch import in_private_tempdir
 from .survey_table import survey_markdown
 
 SURVEY_JSON, SURVEY_MD = "survey.json", "survey.md"
 SCHEMA = "edgeopt.survey"
 
 
+@in_private_tempdir
 def survey(folder, out="survey-out", *, artifacts=None, samples=32, trust_model_code=False, timeout_s=900,
            log=print) -> dict:
     """Convert every model in `folder` (every export, synthetic data); write survey.md and survey.json to `out`.
 
     Args:
         folder: a folder of .h5 / .keras files and SavedModel folders (found by content, not extension).
-        out: where survey.md and survey.json go (rewritten atomically after every model).
+        out: where survey.md and survey.json go (rewritten together after every model).
         artifacts: where each model's converted files go (default: `out`/models/<model>).
         samples: synthetic calibration and evaluation samples per model.
         trust_model_code: load Lambda layers and custom classes (runs code stored in the files).
@@ -149,8 +152,9 @@ def _last_line(text: str) -> str:
 
 
 def _write(report, out: Path):
-    write_json_atomic(out / SURVEY_JSON, report)
-    write_text_atomic(out / SURVEY_MD, survey_markdown(report))
+    with staged_set(out, "survey") as staged:  # survey.json and survey.md always describe the same rows
+        write_json_atomic(staged / SURVEY_JSON, report)
+        write_text_atomic(staged / SURVEY_MD, survey_markdown(report))
 
 
 def load(out) -> dict:

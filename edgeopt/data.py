@@ -211,10 +211,8 @@ def is_synthetic(ds: Dataset | None) -> bool:
     return ds is not None and ds.source.startswith(SYNTHETIC)
 
 
-def save_npz(path, ds: Dataset, reference: list):
-    """evaluation.npz beside the artifacts: inputs, labels, and the reference model's outputs."""
-    from .fileio import atomic_path
-
+def save_npz(file, ds: Dataset, reference: list):
+    """evaluation.npz beside the artifacts: inputs, labels, reference outputs. `file`: a path or a binary file."""
     arrays = {"x": ds.x[0]} if len(ds.x) == 1 else {f"x{i}": a for i, a in enumerate(ds.x)}
     if ds.y is not None:
         arrays["y"] = ds.y
@@ -222,5 +220,4 @@ def save_npz(path, ds: Dataset, reference: list):
         arrays["reference"] = reference[0]
     else:
         arrays.update({f"reference{i}": r for i, r in enumerate(reference)})
-    with atomic_path(path, suffix=".npz") as tmp:
-        np.savez_compressed(tmp, **arrays)
+    np.savez_compressed(file, **arrays)

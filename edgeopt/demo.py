@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from .scratch import in_private_tempdir
+
 # Every format and precision, and both ONNX int8 layouts: what the demo and the benchmark suite produce.
 EVERY_EXPORT = [
     {"format": "tflite", "precision": "fp32"},
@@ -27,6 +29,7 @@ DEMO_RECIPE = {
 DEMO_BENCH = {"rounds": 3, "timing": {"warmup_runs": 10, "min_runs": 50, "min_seconds": 0.5}}
 
 
+@in_private_tempdir
 def run_demo(out="edgeopt-demo", progress=True, log=print):
     from . import data
     from .bench.harness import benchmark

@@ -1,6 +1,8 @@
 """manifest.json: one record per produced file, with lineage, options, versions and check figures.
 
-TensorFlow-free: the benchmark side reads manifests on devices without TensorFlow.
+TensorFlow-free: the benchmark side reads manifests on devices without TensorFlow. Runs into one
+folder merge (edgeopt.publish): one record per file, the newest wins, each naming the `run` that
+made it; `runs` lists those runs. Files that failed their check live in `failed/`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from .errors import EdgeoptError
 from .fileio import write_json_atomic
 
 MANIFEST_NAME = "manifest.json"
+FAILED_DIR = "failed"  # files that failed their check: kept to inspect, apart from the ones to ship
 SCHEMA = "edgeopt.manifest"
 SCHEMA_VERSION = 1
 
@@ -58,6 +61,8 @@ class Artifact:
     seconds: float | None = None  # time the step took when it last ran
     notes: list = field(default_factory=list)
     cache_key: str | None = None  # hash of parent + stage + options + versions: lets re-runs reuse work
+    run: str | None = None  # id of the run that made the file (see Manifest.runs)
+    parent_sha256: str | None = None  # the parent file it was made from: a later run may replace that parent
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -79,6 +84,7 @@ class Manifest:
     data: dict = field(default_factory=dict)  # calibration / evaluation provenance; evaluation.npz path
     tool_versions: dict = field(default_factory=dict)
     artifacts: list = field(default_factory=list)  # Artifact
+    runs: list = field(default_factory=list)  # {id, command, started, finished, source, artifacts}: oldest first
     root: Path | None = field(default=None, compare=False, repr=False)  # folder the paths are relative to
 
     def to_dict(self):
@@ -90,6 +96,7 @@ class Manifest:
             "data": self.data,
             "tool_versions": self.tool_versions,
             "artifacts": [a.to_dict() for a in self.artifacts],
+            "runs": self.runs,
         }
 
     @classmethod
@@ -107,6 +114,7 @@ class Manifest:
             data=d.get("data", {}),
             tool_versions=d.get("tool_versions", {}),
             artifacts=[Artifact.from_dict(a) for a in d.get("artifacts", [])],
+            runs=d.get("runs", []),
             root=Path(root) if root else None,
         )
 
@@ -147,6 +155,12 @@ class Manifest:
     @property
     def ok(self):
         return [a for a in self.artifacts if a.ok]
+
+    def of_run(self, run_id=None) -> list:
+        """The records a run made or confirmed (reused); default: the latest run's."""
+        run = next((r for r in reversed(self.runs) if run_id in (None, r["id"])), None)
+        ids = set(run["artifacts"]) if run else set()
+        return [a for a in self.artifacts if a.id in ids] if run else list(self.artifacts)
 
     @property
     def failed(self):

@@ -1,13 +1,17 @@
 """convert(): validate the whole request, then load -> prune -> export -> check, one record per file.
 
 Each step is isolated: a failing export is recorded as failed with its reason and the others go on.
-The manifest is rewritten (atomically) after every step, so an interrupted run loses nothing done.
+Each file is staged, checked, then published with its record in one journaled swap (edgeopt.publish):
+a kill at any instant leaves a folder whose manifest tells the truth, and the next run (or `edgeopt
+verify --repair`) finishes or removes whatever was half done. Runs into one folder merge their records.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -15,15 +19,19 @@ from pathlib import Path
 from . import data as datalib
 from .check import check_io, compare, predict_at_batch
 from .errors import ConversionError, DataError, EdgeoptError, RecipeError
-from .fileio import check_writable_dir, gzip_size, sha256_tree, tree_size, write_bytes_atomic
+from .fileio import check_writable_dir, sha256_file, sha256_tree
 from .manifest import MANIFEST_NAME, Artifact, Manifest
 from .naming import export_name, stem
+from .publish import OutputFolder
 from .recipe import Recipe, build_recipe, load_recipe
+from .scratch import in_private_tempdir
+from .verification import repair_on_start
 from .versions import tool_versions
 
 EVALUATION_FILE = "evaluation.npz"
 
 
+@in_private_tempdir
 def convert(model=None, recipe=None, *, calibration=None, evaluation=None, train=None, out="edgeopt-out",
             reuse=True, progress=True, log=print, trust_model_code=False) -> Manifest:
     """Run the converter and return the manifest (also written to `out/manifest.json`).
@@ -36,7 +44,9 @@ def convert(model=None, recipe=None, *, calibration=None, evaluation=None, train
             'module:function', 'digits', an array, an (x, y) tuple or a Dataset. calibration and
             evaluation may be 'synthetic': random inputs of the model's shapes in a plausible range,
             for smoke conversions; every result checked or calibrated on them is marked synthetic.
-        out: folder for the artifacts, manifest.json and evaluation.npz.
+        out: folder for the artifacts, manifest.json and evaluation.npz; files that fail their check go to
+            `out/failed/`. A folder from an earlier run is repaired first (see edgeopt.verify) and its records
+            are kept: one per file, the newest wins.
         reuse: keep artifacts from an earlier run into `out` whose inputs, options and tools are unchanged.
         trust_model_code: load Lambda layers and custom classes, which runs code stored in the file.
 
@@ -57,6 +67,7 @@ def convert(model=None, recipe=None, *, calibration=None, evaluation=None, train
     model = model if model is not None else recipe.model
     _validate_request(recipe, model, sources)
     out = check_writable_dir(out)
+    repair_on_start(out, log)
 
     # TensorFlow loads here, not at `import edgeopt`
     from .converter.keras_io import load_model, refuse_string_inputs
@@ -72,8 +83,9 @@ def convert(model=None, recipe=None, *, calibration=None, evaluation=None, train
         check_prunable(loaded.model)  # before any work: a subclassed model cannot be pruned
     log(f"loaded {loaded.info['name']} ({loaded.info['model_class']}, {loaded.info['params']:,} parameters, "
         f"with {loaded.info['loader']}) in {time.time() - t0:.1f}s")
-    run = _Run(recipe, loaded, sources, Path(out), reuse, progress, log)
-    return run.execute()
+    with OutputFolder(out) as folder:
+        _Run(recipe, loaded, sources, folder, reuse, progress, log).execute()
+    return folder.manifest  # as on disk: this run's records merged with earlier runs', run marked finished
 
 
 def _as_recipe(recipe) -> Recipe:
@@ -103,11 +115,11 @@ def _validate_request(recipe, model, sources):
 
 
 class _Run:
-    def __init__(self, recipe, loaded, sources, out, reuse, progress, log):
-        self.recipe, self.loaded, self.out = recipe, loaded, out
+    def __init__(self, recipe, loaded, sources, folder, reuse, progress, log):
+        self.recipe, self.loaded, self.folder, self.out = recipe, loaded, folder, folder.root
         self.progress, self.log = progress, log
         self.versions = tool_versions()
-        self.previous = _previous_manifest(out) if reuse else None
+        self.previous = _previous_manifest(self.out) if reuse else None
         model = loaded.model
         from .converter.keras_io import input_specs, output_specs
 
@@ -120,7 +132,7 @@ class _Run:
             data={role: ds.describe() | {"synthetic": datalib.is_synthetic(ds)}
                   for role, ds in self.data.items() if ds is not None},
             tool_versions=self.versions,
-            root=out,
+            root=self.out,
         )
 
     def _load_data(self, sources):
@@ -166,14 +178,14 @@ class _Run:
                 self._record_unprunable(e)
         self.reference = self._predict(model) if parent_id else self.source_outputs
         ev = self.data["evaluation"]
-        datalib.save_npz(self.out / EVALUATION_FILE, ev, self.reference)
+        staged = self.folder.stage_with(EVALUATION_FILE, lambda f: datalib.save_npz(f, ev, self.reference))
         self.manifest.data["evaluation"] = {**ev.describe(), "path": EVALUATION_FILE,
-                                            "synthetic": datalib.is_synthetic(ev)}
+                                            "synthetic": datalib.is_synthetic(ev), "sha256": sha256_file(staged)}
         from .converter.serving import Serving, export_batch
 
         batch, why = export_batch(model, self.recipe.fixed_batch)
         self.manifest.source["export_batch"] = {"tflite": batch, "onnx": None, "why": why}
-        self.manifest.save()
+        self.manifest = self.folder.publish(self.manifest, files={EVALUATION_FILE: staged})
         if batch:
             self.log(f"TFLite exports use a fixed batch of {batch}: {why}")
         from .converter.recurrent import Variants
@@ -231,15 +243,12 @@ class _Run:
         reused = self._reusable(art_id, key)
         if reused:
             self.log(f"reusing {art_id} (same model, options and data as before)")
-            self.manifest.put(reused)
-            return tf_keras().models.load_model(self.out / art_id, compile=False), art_id, reused.sha256
+            self.manifest = self.folder.publish(self.manifest, [(reused, None)])
+            return tf_keras().models.load_model(self.out / reused.path, compile=False), art_id, reused.sha256
         self.log(f"pruning to {spec.target_sparsity:.0%} sparsity ({spec.schedule} schedule, {spec.epochs} epochs)")
         t0 = time.time()
         pruned, record, pruned_layers = prunelib.prune(model, self.data["train"], spec, self.recipe.seed, self.progress)
-        from .fileio import atomic_path
-
-        with atomic_path(self.out / art_id, suffix=".keras") as tmp:
-            pruned.save(tmp)
+        staged = self._stage_keras(pruned, art_id)
         sparsity = prunelib.measure_sparsity(pruned, pruned_layers, spec.m_by_n)
         after = self._predict(pruned)
         ev = self.data["evaluation"]
@@ -252,8 +261,17 @@ class _Run:
             options=record, tool_versions=self.versions, inputs=self.input_specs, outputs=self.output_specs,
             sparsity=sparsity, check=check, cache_key=key, facts=bridge_facts,
         )
-        self._finish(art, time.time() - t0)
+        self._finish(art, time.time() - t0, staged)
         return pruned, art_id, art.sha256
+
+    def _stage_keras(self, model, art_id):
+        # Keras insists on a .keras name: it writes into the private temp folder, and staging gets the bytes.
+        folder = Path(tempfile.mkdtemp(prefix="edgeopt-keras-"))
+        try:
+            model.save(folder / art_id)
+            return self.folder.stage_copy(art_id, folder / art_id)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def _record_unprunable(self, error):
         """A failed prune step is recorded; the exports go on from the unpruned model, named as such."""
@@ -286,8 +304,7 @@ class _Run:
                            format=spec.format, precision=spec.precision, stage=stage, parent=fp32_record.id,
                            status="skipped", error=f"its fp32 parent {fp32_record.id} was not produced",
                            options=spec.options)
-            self.manifest.put(art)
-            self.manifest.save()
+            self.manifest = self.folder.publish(self.manifest, [(art, None)])
             return
         parent_path = self.out / fp32_record.path
         self._step(spec.format, spec.precision, spec.options, stage, fp32_record.id, fp32_record.sha256,
@@ -317,38 +334,38 @@ class _Run:
         reused = self._reusable(art_id, key)
         if reused:
             self.log(f"reusing {art_id}")
-            self.manifest.put(reused)
-            self.manifest.save()
+            self.manifest = self.folder.publish(self.manifest, [(reused, None)])
             return reused
         self.log(f"{fmt} {precision}: {stage} ...")
         art = Artifact(id=art_id, path=art_id, format=fmt, precision=precision, stage=stage, parent=parent_id,
                        options=dict(options), tool_versions=self.versions, cache_key=key)
         synthetic_calibration = data_facts is not None and datalib.is_synthetic(self.data["calibration"])
         t0 = time.time()
+        staged = None
         try:
             blob, facts = build()
             art.facts = facts
-            write_bytes_atomic(self.out / art_id, blob)
-            self._inspect_and_check(art)
+            staged = self.folder.stage_bytes(art_id, blob)
+            self._inspect_and_check(art, staged)
         except PartialQuantization as e:
-            write_bytes_atomic(self.out / art_id, e.model_bytes)  # kept for inspection, marked failed
-            self._inspect_and_check(art)
+            staged = self.folder.stage_bytes(art_id, e.model_bytes)  # kept for inspection, marked failed
+            self._inspect_and_check(art, staged)
             art.status, art.error = "failed", str(e)
         except EdgeoptError as e:
-            art.status, art.error, art.path = "failed", str(e), None
+            art.status, art.error, art.path, staged = "failed", str(e), None, None
         except Exception as e:  # a bug or an unforeseen tool failure: record it, keep the other exports
-            art.status, art.path = "failed", None
+            art.status, art.path, staged = "failed", None, None
             art.error = f"unexpected {type(e).__name__}: {e}"
             art.notes.append(traceback.format_exc(limit=6))
         if synthetic_calibration:
             art.facts["synthetic_calibration"] = True  # quantization ranges come from random inputs
-        self._finish(art, time.time() - t0)
+        self._finish(art, time.time() - t0, staged)
         return art
 
-    def _inspect_and_check(self, art):
+    def _inspect_and_check(self, art, staged):
         from .bench.device.runtimes import open_model
 
-        m = open_model(str(self.out / art.path))
+        m = open_model(str(staged), fmt=art.format)
         art.inputs, art.outputs = m.input_specs, m.output_specs
         ev = self.data["evaluation"]
         fixed = (art.facts or {}).get("fixed_batch") or 1
@@ -373,13 +390,10 @@ class _Run:
         if not check["passed"]:
             art.status, art.error = "failed", "check against the Keras model failed: " + "; ".join(check["problems"])
 
-    def _finish(self, art, seconds):
-        if art.path and (self.out / art.path).exists():
-            p = self.out / art.path
-            art.sha256, art.size_bytes, art.gzip_bytes = sha256_tree(p), tree_size(p), gzip_size(p)
+    def _finish(self, art, seconds, staged=None):
+        """Publish the record, with its staged file (under its final name, or in failed/ unless ok)."""
         art.seconds = round(seconds, 2)
-        self.manifest.put(art)
-        self.manifest.save()
+        self.manifest = self.folder.publish(self.manifest, [(art, staged)])
         mark = "ok" if art.ok else art.status.upper()
         self.log(f"  -> {art.id}: {mark}" + (f" ({art.error})" if art.error else ""))
 
@@ -402,8 +416,10 @@ class _Run:
         return [o for o in (out if isinstance(out, list) else [out])]
 
     def _summarise(self):
-        ok = len(self.manifest.ok)
-        self.log(f"{ok}/{len(self.manifest.artifacts)} artifacts ok; manifest: {self.out / MANIFEST_NAME}")
+        made = self.manifest.of_run(self.folder.run_id)
+        kept = len(self.manifest.artifacts) - len(made)
+        self.log(f"{sum(a.ok for a in made)}/{len(made)} artifacts ok; manifest: {self.out / MANIFEST_NAME}"
+                 + (f" (with {kept} records kept from earlier runs)" if kept else ""))
 
 
 def _prune_verdict(sparsity, target):

@@ -110,11 +110,16 @@ def test_calibration_file_without_x_is_refused(model_h5, tmp_path):
         edgeopt.convert(str(model_h5), INT8, calibration=str(tmp_path / "calib.npz"), out=tmp_path / "o", **quiet())
 
 
-def test_an_output_folder_that_cannot_be_written_is_refused_up_front(model_h5, tmp_path):
+@pytest.mark.parametrize("out,pattern", [
+    ("a_file", r"output folder '.*a_file' is a file, not a folder; choose a folder with --out"),
+    ("a_file/out", r"output folder '.*a_file/out' is a file, not a folder: '.*a_file' on its path; choose a folder"),
+])
+def test_an_output_path_that_is_a_file_is_refused_up_front_and_the_file_is_kept(model_h5, tmp_path, out, pattern):
     blocker = tmp_path / "a_file"
-    blocker.write_text("")
-    with pytest.raises(OutputError, match=r"is not writable.*--out"):
-        edgeopt.convert(str(model_h5), FP32_ONLY, out=blocker / "out", **quiet())
+    blocker.write_text("mine")
+    with pytest.raises(OutputError, match=pattern):
+        edgeopt.convert(str(model_h5), FP32_ONLY, out=tmp_path / out, **quiet())
+    assert blocker.read_text() == "mine"
 
 
 @pytest.mark.parametrize("recipe,pattern", [

@@ -93,5 +93,7 @@ def test_a_failed_artifact_makes_convert_exit_1(tmp_path):
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     failed = {a["id"]: a for a in manifest["artifacts"] if a["status"] == "failed"}
     assert list(failed) == ["m.int8.tflite"]
-    # A failed check keeps the file and its figures, for the user to inspect.
-    assert (tmp_path / "out" / "m.int8.tflite").exists() and failed["m.int8.tflite"]["check"]["cosine"] > 0.9
+    # A failed check keeps the file and its figures for the user to inspect, apart from the files to ship.
+    assert failed["m.int8.tflite"]["path"] == "failed/m.int8.tflite"
+    assert (tmp_path / "out" / "failed" / "m.int8.tflite").exists() and not (tmp_path / "out" / "m.int8.tflite").exists()
+    assert failed["m.int8.tflite"]["check"]["cosine"] > 0.9

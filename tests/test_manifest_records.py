@@ -85,5 +85,9 @@ def test_rerun_into_the_same_folder_reuses_work_and_gives_the_same_records(conve
     logs = []
     again = edgeopt.convert(str(model_h5), FULL_RECIPE, train="digits", calibration="digits", evaluation="digits",
                             out=out, progress=False, log=logs.append)
-    assert again.to_dict() == manifest.to_dict()
+    assert [a.to_dict() for a in again.artifacts] == [a.to_dict() for a in manifest.artifacts]
     assert sum("reusing" in line for line in logs) == len(manifest.artifacts)
+    # The second run is recorded; every record still names the first run, which made its file.
+    assert [r["id"] for r in again.runs] == [manifest.runs[0]["id"], again.runs[-1]["id"]]
+    assert {a.run for a in again.artifacts} == {manifest.runs[0]["id"]}
+    assert again.of_run() == again.artifacts

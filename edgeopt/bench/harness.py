@@ -1,7 +1,9 @@
 """benchmark(): every artifact, on every target and thread count, timed, sized and scored.
 
 TensorFlow-free. The plan is built here, run by the device runner on each target (each measurement
-in a process of its own, in interleaved rounds), and the raw results become a Report.
+in a process of its own, in interleaved rounds), and the raw results become a Report. A converter
+folder is repaired before it is read (edgeopt.verify), and the report, its page and its plots are
+published together (edgeopt.publish.staged_set): never a mix of two runs.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import numpy as np
 
 from ..errors import BenchmarkError, EdgeoptError, TargetError
 from ..fileio import check_writable_dir, gzip_size, write_json_atomic
+from ..scratch import in_private_tempdir
+from ..verification import repair_on_start
 from . import graph, stats
 from .device import runtimes
 from .inputs import load_evaluation
@@ -46,6 +50,7 @@ class Candidate:
     synthetic_calibration: bool = False  # the converter calibrated it on random inputs
 
 
+@in_private_tempdir
 def benchmark(source, *, targets=("local",), threads=None, rounds=3, timing=None, evaluation=None,
               samples=1000, baseline=None, metric=None, out=None, progress=True, log=print) -> Report:
     """Measure latency, memory and accuracy of every model in `source`; write report.json/.md and plots.
@@ -74,12 +79,16 @@ def benchmark(source, *, targets=("local",), threads=None, rounds=3, timing=None
     if int(rounds) < 1:
         raise BenchmarkError(f"rounds must be at least 1, got {rounds}")
     timing = {**DEFAULT_TIMING, **(timing or {})}
+    folder = _source_folder(source)
+    if folder:
+        repair_on_start(folder, log)  # a half-done swap there must not be measured as a good file
     manifest, candidates = _collect(source)
     data = load_evaluation(evaluation, manifest, candidates, samples)
     for c in candidates:  # data that cannot feed a file fails its rows, on every target alike
         c.skip_reason = c.skip_reason or data.mismatch(c)
-    folder = Path(source) if isinstance(source, (str, Path)) and Path(source).is_dir() else None
     out = check_writable_dir(out or (manifest.root if manifest else folder or "edgeopt-bench"))
+    if Path(out).resolve() != (folder.resolve() if folder else None):
+        repair_on_start(out, log)
     resolved = [parse_target(t) for t in (targets or ["local"])]
     report = Report(
         settings={"threads": threads, "rounds": int(rounds), "timing": timing, "targets": [t.name for t in resolved]},
@@ -105,6 +114,16 @@ def _check_threads(threads):
 
 
 # ---- what to measure -------------------------------------------------------------------------------
+def _source_folder(source) -> Path | None:
+    """The folder benchmarked (a converter output or a folder of files), if the source is one."""
+    from ..manifest import MANIFEST_NAME
+
+    if not isinstance(source, (str, Path)):
+        return None
+    p = Path(source)
+    return p if p.is_dir() else p.parent if p.name == MANIFEST_NAME and p.exists() else None
+
+
 def _collect(source):
     from ..manifest import MANIFEST_NAME, Manifest
 
@@ -328,8 +347,10 @@ def _median_mb(values):
 
 
 def _write(report, out, log):
+    from ..publish import staged_set
     from .plots import plot_all
 
-    report.files.update(plot_all(report, out))
-    written = report.save(out)
-    log(f"report: {written['json']}, {written['markdown']}")
+    with staged_set(out, "bench-report") as staged:  # every file written in `staged` appears in `out` at once
+        report.files.update(plot_all(report, staged))
+        report.save(staged)
+    log(f"report: {Path(out) / report.files['json']}, {Path(out) / report.files['markdown']}")

@@ -6,12 +6,13 @@ Each subcommand lives in its own module with an `add(subparsers)` that registers
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 from ..errors import EdgeoptError
-from . import bench, convert, demo, formats, survey, target
+from . import bench, convert, demo, formats, survey, target, verify
 
-COMMANDS = [convert, bench, formats, demo, survey, target]
+COMMANDS = [convert, bench, verify, formats, demo, survey, target]
 
 
 def main(argv=None) -> int:
@@ -20,6 +21,8 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    # SIGTERM (a CI time-out, `kill`) becomes an exit we control: temp folders and staged work are removed.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         return args.func(args) or 0
     except EdgeoptError as e:
@@ -36,3 +39,8 @@ def build_parser():
     for command in COMMANDS:
         command.add(sub)
     return parser
+
+
+def _exit_on_sigterm(signum, _frame):
+    print("edgeopt: terminated; finished files and reports are kept", file=sys.stderr)
+    sys.exit(128 + signum)

@@ -40,7 +40,10 @@ def _convert(args):
                        train=args.train, out=args.out, reuse=not args.no_reuse, progress=not args.quiet,
                        trust_model_code=args.trust_model_code)
     print(conversion_table(manifest))
-    return 0 if all(a.status != "failed" for a in manifest.artifacts) else 1
+    kept = len(manifest.artifacts) - len(manifest.of_run())
+    if kept:
+        print(f"({kept} of these records were made by earlier runs into {args.out} and are kept)")
+    return 0 if all(a.status != "failed" for a in manifest.of_run()) else 1
 
 
 def _apply_flags(recipe: dict, args) -> dict:

@@ -45,13 +45,13 @@ def import_runtime(fmt):
         import onnxruntime  # noqa: F401
 
 
-def open_model(path, threads=None, xnnpack=True):
-    """Load `path` with the runtime its format needs. `threads=None` lets the runtime choose."""
+def open_model(path, threads=None, xnnpack=True, fmt=None):
+    """Load `path` with the runtime its format needs (`fmt`, else read from the file). `threads=None`: the runtime's choice."""
     if threads is not None and int(threads) < 1:
         raise ValueError(f"thread count must be at least 1, got {threads}")
     if not os.path.exists(path):
         raise ModelOpenError(f"model file {str(path)!r} does not exist")
-    fmt = detect_format(path)
+    fmt = fmt or detect_format(path)
     return (LiteRTModel if fmt == "tflite" else OrtModel)(str(path), threads, xnnpack)
 
 
