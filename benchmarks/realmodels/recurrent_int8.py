@@ -34,6 +34,9 @@ CANDIDATES = [
     ("int8, fused LSTMs (TFLiteConverter)", {"precision": "int8", "recurrent": "fused"}),
     ("int8, loops (ai-edge-quantizer)", {"precision": "int8", "recurrent": "loop", **AEQ}),
     ("int8, unrolled (ai-edge-quantizer)", {"precision": "int8", "recurrent": "unroll", **AEQ}),
+    # Integer-only but not int8: int16 activations (LiteRT's reference kernels), for states 8 bits cannot hold.
+    ("16x8, unrolled (ai-edge-quantizer)",
+     {"precision": "int8", "recurrent": "unroll", "activations": "int16", "io_type": "float32", **AEQ}),
     ("int8-dynamic, loops (TFLiteConverter)", {"precision": "int8-dynamic"}),
     ("int8-dynamic, loops (ai-edge-quantizer)", {"precision": "int8-dynamic", **AEQ}),
     ("weight-only int8, loops (ai-edge-quantizer)", {"precision": "int8-dynamic", "weight_only": True, **AEQ}),
@@ -113,7 +116,7 @@ def rows_for(manifest, report, token_input) -> list[dict]:
     for a in manifest.artifacts:
         key = json.dumps(_export_key({"precision": a.precision, **a.options}), sort_keys=True)
         label = labels.get(key, "fp32, unrolled (parent of the ai-edge-quantizer pass)")
-        if token_input and a.precision == "int8":
+        if token_input and a.precision == "int8" and not _is_16x8(a.options):
             label += ", float32 I/O" if a.options.get("io_type") == "float32" else ", int8 I/O (token ids quantized)"
         row = timed.get(a.id)
         out = (a.check or {}).get("outputs", [{}])[0]
@@ -122,7 +125,8 @@ def rows_for(manifest, report, token_input) -> list[dict]:
             "error": a.error, "size_bytes": a.size_bytes, "convert_seconds": a.seconds,
             "max_abs_error": (a.check or {}).get("max_abs_error"), "relative_max_error": out.get("relative_max_error"),
             "top1_agreement": (a.check or {}).get("top1_agreement"), "recurrent": a.facts.get("recurrent"),
-            "full_int8": a.precision == "int8" and a.ok,
+            "full_int8": a.precision == "int8" and a.ok and not _is_16x8(a.options),
+            "integer_16x8": a.ok and _is_16x8(a.options),
             "p50_ms": row.latency["p50_ms"] if row else None,
             "speedup": row.speedup["ratio"] if row and row.speedup else None,
             "size_ratio": row.size_ratio if row else None,
@@ -130,9 +134,13 @@ def rows_for(manifest, report, token_input) -> list[dict]:
     return rows
 
 
+def _is_16x8(options) -> bool:
+    return options.get("activations") == "int16"
+
+
 def _export_key(export):
-    ignored = {"format", "io_type", "allow_float_ops", "activations", "calibration_method"}
-    defaults = {"recurrent": "auto", "backend": "tflite-converter", "weight_only": False}
+    ignored = {"format", "io_type", "allow_float_ops", "calibration_method"}
+    defaults = {"recurrent": "auto", "backend": "tflite-converter", "weight_only": False, "activations": "int8"}
     return {k: v for k, v in export.items() if k not in ignored and defaults.get(k) != v}
 
 
@@ -144,7 +152,10 @@ def verdict(rows) -> dict:
         return {"outcome": "full int8", "artifact": best["artifact"], "label": best["label"]}
     weights = [r for r in rows if r["p50_ms"] is not None and r["artifact"].split(".")[1] == "int8-dynamic"]
     best = min(weights, key=lambda r: r["p50_ms"]) if weights else None
-    return {"outcome": "int8 weights only", "artifact": best and best["artifact"], "label": best and best["label"]}
+    integer = [r for r in rows if r.get("integer_16x8") and r["p50_ms"] is not None]
+    alternative = {"artifact": integer[0]["artifact"], "label": integer[0]["label"]} if integer else None
+    return {"outcome": "int8 weights only", "artifact": best and best["artifact"], "label": best and best["label"],
+            "integer_alternative": alternative}
 
 
 def markdown(results, machine, command, seconds) -> str:
@@ -174,6 +185,12 @@ def markdown(results, machine, command, seconds) -> str:
             lines += [f"**Verdict: no full-int8 file passed its check**; the best measured file is `{v['artifact']}` "
                       f"({v['label']}: the fastest with int8 weights that passed). Why each int8 file failed is "
                       "listed under the table.", ""]
+            if v.get("integer_alternative"):
+                alt = v["integer_alternative"]
+                lines += [f"Integer-only alternative that passed: `{alt['artifact']}` ({alt['label']}): int16 "
+                          "activations hold what int8 cannot, on LiteRT's reference kernels.", ""]
+        if result.get("why"):
+            lines += [f"Why full int8 fails here: {result['why']}", ""]
         table = [[r["label"], r["status"], _kb(r["size_bytes"]), _fmt(r["size_ratio"], "{:.2f}x"),
                   _fmt(r["max_abs_error"], "{:.2g}"), _fmt(r["relative_max_error"], "{:.1%}"),
                   _fmt(r["top1_agreement"], "{:.0%}"), _fmt(r["p50_ms"], "{:.3g}"), _fmt(r["speedup"], "{:.2f}x"),
@@ -218,8 +235,10 @@ def main(argv=None) -> int:
         machine = machine or report.targets[0].get("machine")
         rows = rows_for(manifest, report, token_input)
         note = TOKEN_IO_NOTE.format(high=input_range["high"] - 1) if token_input else None
+        why = HERE / f"{entry['name']}_int8_why.json"  # lstm_int8_why.py's measured explanation, if run
         results.append({"model": entry["name"], "description": entry["description"], "note": note, "rows": rows,
                         "verdict": verdict(rows), "recurrent_layers": entry["recurrent_layers"],
+                        "why": json.loads(why.read_text())["text"] if why.exists() else None,
                         "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine})
     command = "python benchmarks/realmodels/recurrent_int8.py" + (f" --models {args.models}" if args.models else "")
     cpu = (machine or {}).get("cpu", {})

@@ -17,7 +17,8 @@ merges with the running min and max instead, as TFLiteConverter and onnxruntime 
 as accurate as TFLiteConverter's. `moving_average` keeps ai-edge-quantizer's own behaviour.
 
 Gotchas: it runs in a child process (calibration runs the model in native code, and a crash must cost
-this export only); calibration is profiler-based (the tensor-preserving mode failed with "Tensor data
+this export only): quantize() starts one per file, which runs quantize_here(), the whole pass as one
+module-level function of plain arguments, ready to be a job of a shared converter process; calibration is profiler-based (the tensor-preserving mode failed with "Tensor data
 is null" on an unrolled LSTM and was 20x slower); LiteRT runs 16x8 on reference kernels, not XNNPACK.
 """
 
@@ -52,14 +53,17 @@ def recipe_name(precision: str, options: dict) -> str:
 
 
 def quantize(fp32_path, precision: str, options: dict, calibration=None) -> tuple[bytes, dict]:
-    """(file bytes, facts) of `fp32_path` quantized by ai-edge-quantizer; ConversionError naming the cause."""
+    """(file bytes, facts) of `fp32_path` quantized by ai-edge-quantizer in a child process (quantize_here there).
+
+    Raises ConversionError naming the cause, PartialQuantization (with the file) when ops stayed float.
+    """
     from .tflite import PartialQuantization
 
     name = recipe_name(precision, options)
     with tempfile.TemporaryDirectory(prefix="edgeopt-aeq-") as tmp:
         job = Path(tmp)
         (job / "job.json").write_text(json.dumps({"fp32": str(fp32_path), "precision": precision,
-                                                  "options": options, "recipe": name}))
+                                                  "options": options}))
         if calibration is not None and precision == "int8":
             np.savez(job / "calibration.npz", **{f"x{i}": x for i, x in enumerate(calibration.x)})
         try:
@@ -80,6 +84,36 @@ def quantize(fp32_path, precision: str, options: dict, calibration=None) -> tupl
             tail = result.stderr.strip().splitlines()[-1:] or ["no output"]
             raise ConversionError(f"ai-edge-quantizer {name} failed in its child process: {tail[0][:400]}")
         return (job / "model.tflite").read_bytes(), json.loads((job / "facts.json").read_text())
+
+
+def quantize_here(fp32_path, precision: str, options: dict, xs: list | None = None) -> tuple[bytes, dict]:
+    """The whole pass in this process: quantize, prove LiteRT loads the file, refuse float ops in int8.
+
+    Module-level with plain arguments (the calibration inputs as a list of arrays), so that it can run as
+    a job of any converter process. It runs native code that can crash: call it in a child process.
+    """
+    from .tflite import PartialQuantization, find_float_ops, float_detours
+
+    name = recipe_name(precision, options)
+    try:
+        data, facts = _run(Path(fp32_path).read_bytes(), precision, options, name, xs)
+        _load_or_explain(data, name)
+    except ConversionError:
+        raise
+    except Exception as e:  # the quantizer raises ValueError/RuntimeError/KeyError for graphs it cannot handle
+        raise ConversionError(_describe_failure(e, Path(fp32_path).read_bytes(), name)) from None
+    if precision != "int8":
+        return data, facts
+    detours = float_detours(data)
+    facts = {**facts, "float_detours": detours} if detours else facts
+    float_ops = find_float_ops(data)
+    if float_ops and not options.get("allow_float_ops", False):
+        listed = "; ".join(f"{op} (layer {layer!r})" for op, layer in float_ops[:12])
+        more = f" and {len(float_ops) - 12} more" if len(float_ops) > 12 else ""
+        raise PartialQuantization(f"ai-edge-quantizer {name} left {len(float_ops)} op(s) in float32: {listed}{more}. "
+                                  "Set allow_float_ops: true to accept a mixed model, or use backend: tflite-converter",
+                                  data)
+    return data, facts
 
 
 def build_recipe(name: str, io_type: str) -> list:
@@ -123,21 +157,16 @@ def signature_inputs(model_bytes) -> tuple[str, list]:
     return key, [by_index[d["index"]] for d in interp.get_input_details()]
 
 
-def _run(job: Path) -> tuple[bytes, dict]:
+def _run(model_bytes: bytes, precision: str, options: dict, name: str, xs) -> tuple[bytes, dict]:
     from importlib.metadata import version
 
     from ai_edge_quantizer import quantizer
 
-    spec = json.loads((job / "job.json").read_text())
-    name, options = spec["recipe"], spec["options"]
-    io_type = options.get("io_type", "int8") if spec["precision"] == "int8" else "float32"
+    io_type = options.get("io_type", "int8") if precision == "int8" else "float32"
     entries = build_recipe(name, io_type)
-    model_bytes = Path(spec["fp32"]).read_bytes()
     facts = {"tool": f"ai-edge-quantizer {version('ai-edge-quantizer')}", "recipe": name, "aeq_recipe": entries}
     qsvs = None
-    if (job / "calibration.npz").exists():
-        with np.load(job / "calibration.npz") as z:
-            xs = [z[f"x{i}"] for i in range(len(z.files))]
+    if xs is not None and precision == "int8":
         method = options.get("calibration_method", "minmax")
         qsvs = calibrate(model_bytes, entries, xs, method)
         facts["calibration"] = {"method": method, "samples": len(xs[0]), "mode": "profiler-based",
@@ -160,29 +189,25 @@ def _describe_failure(e: Exception, model_bytes: bytes, name: str) -> str:
 
 
 def _child(job: Path):
-    from .tflite import find_float_ops, float_detours
+    """Runs quantize_here on a job folder written by quantize(); the answer goes back as files."""
+    from .tflite import PartialQuantization
 
     spec = json.loads((job / "job.json").read_text())
+    xs = None
+    if (job / "calibration.npz").exists():
+        with np.load(job / "calibration.npz") as z:
+            xs = [z[f"x{i}"] for i in range(len(z.files))]
     try:
-        data, facts = _run(job)
-        _load_or_explain(data, spec["recipe"])
+        data, facts = quantize_here(spec["fp32"], spec["precision"], spec["options"], xs)
+    except PartialQuantization as e:
+        (job / "model.tflite").write_bytes(e.model_bytes)
+        (job / "error.json").write_text(json.dumps({"partial": True, "message": str(e)}))
+        return
     except ConversionError as e:
         (job / "error.json").write_text(json.dumps({"partial": False, "message": str(e)}))
         return
-    except Exception as e:  # the quantizer raises ValueError/RuntimeError/KeyError for graphs it cannot handle
-        message = _describe_failure(e, Path(spec["fp32"]).read_bytes(), spec["recipe"])
-        (job / "error.json").write_text(json.dumps({"partial": False, "message": message}))
-        return
-    detours = float_detours(data) if spec["precision"] == "int8" else []
     (job / "model.tflite").write_bytes(data)
-    (job / "facts.json").write_text(json.dumps({**facts, "float_detours": detours} if detours else facts))
-    float_ops = find_float_ops(data) if spec["precision"] == "int8" else []
-    if float_ops and not spec["options"].get("allow_float_ops", False):
-        listed = "; ".join(f"{op} (layer {layer!r})" for op, layer in float_ops[:12])
-        more = f" and {len(float_ops) - 12} more" if len(float_ops) > 12 else ""
-        message = (f"ai-edge-quantizer {spec['recipe']} left {len(float_ops)} op(s) in float32: {listed}{more}. "
-                   "Set allow_float_ops: true to accept a mixed model, or use backend: tflite-converter")
-        (job / "error.json").write_text(json.dumps({"partial": True, "message": message}))
+    (job / "facts.json").write_text(json.dumps(facts))
 
 
 def _load_or_explain(data: bytes, name: str):
