@@ -30,17 +30,16 @@ from pathlib import Path
 import numpy as np
 
 from edgeopt.bench import stats
-from edgeopt.bench.device import sysinfo
+from edgeopt.bench.device import latency, sysinfo
 from edgeopt.bench.harness import DEFAULT_TIMING, DEVICE_DIR
 
 BAR = 1.05
 CHUNK_MS = 400.0  # timed calls per measurement; short, so that many rounds fit in the run
 MIN_RUNS = 30
-# The worker keeps an evenly strided subsample of at most this many latencies (MAX_KEPT_SAMPLES in
-# edgeopt/bench/device/worker.py); the bare loop keeps the same stride, so both sides pool alike. A cap on
-# the runs instead would time a microsecond model for only milliseconds, a regime (thread pools just woken,
-# a fresh process) that the harness, timing for at least 0.5-1 s, never measures.
-KEPT_SAMPLES = 1000
+# The worker keeps at most MAX_KEPT_SAMPLES latencies, evenly spaced order statistics (edgeopt/bench/device/
+# latency.py); the bare loop keeps the same ones, so both sides pool alike. A cap on the runs instead would
+# time a microsecond model for only milliseconds, a regime (thread pools just woken, a fresh process) that the
+# harness, timing for at least 0.5-1 s, never measures.
 WARMUP_RUNS = DEFAULT_TIMING["warmup_runs"]
 
 
@@ -93,7 +92,7 @@ def bare_samples(path, threads, runs, warmup=WARMUP_RUNS) -> np.ndarray:
         t0 = clock()
         call()
         ns[i] = clock() - t0
-    return (ns / 1e6)[:: max(1, runs // KEPT_SAMPLES)]
+    return latency.kept_samples(ns / 1e6)
 
 
 # ---- (a) the harness's measurement --------------------------------------------------------------------

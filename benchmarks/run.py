@@ -22,6 +22,7 @@ sys.path.insert(0, str(HERE))
 
 import edgeopt  # noqa: E402  (sets TF_USE_LEGACY_KERAS before anything imports TensorFlow)
 
+from edgeopt.console import LOG_NAME, native_output_captured  # noqa: E402
 from edgeopt.demo import EVERY_EXPORT  # noqa: E402
 from suite_models import AEQ_EXPORTS, QUICK_TIMING, SUITE  # noqa: E402
 import summary  # noqa: E402
@@ -104,7 +105,9 @@ def main(argv=None) -> int:
         print(f"\n=== {name}: {spec.note}", flush=True)
         work, results = args.work / name, args.results / name
         results.mkdir(parents=True, exist_ok=True)
-        manifests[name] = convert_model(spec, work, args.quick, print)
+        work.mkdir(parents=True, exist_ok=True)
+        with native_output_captured(work / LOG_NAME):  # TensorFlow's own lines go there, not to the console
+            manifests[name] = convert_model(spec, work, args.quick, print)
         benchmark_model(spec, manifests[name], results, args.quick, print)
     if not args.no_overhead:
         run_overhead(manifests, args.results / summary.OVERHEAD_JSON, args.quick, print)

@@ -46,6 +46,13 @@ def verify(*args, **kwargs):
     return _verify(*args, **kwargs)
 
 
+def prune_channels(*args, **kwargs):
+    """Remove whole channels (a smaller, faster dense model); see edgeopt.steps.channels.prune_channels."""
+    from .steps.channels import prune_channels as _prune_channels
+
+    return _prune_channels(*args, **kwargs)
+
+
 def benchmark(*args, **kwargs):
     """Measure every artifact; see edgeopt.bench.harness.benchmark for the arguments."""
     from .bench.harness import benchmark as _benchmark

@@ -33,7 +33,7 @@ DEMO_BENCH = {"rounds": 3, "timing": {"warmup_runs": 10, "min_runs": 50, "min_se
 def run_demo(out="edgeopt-demo", progress=True, log=print):
     from . import data
     from .bench.harness import benchmark
-    from .bench.report import console, what_it_bought
+    from .bench.report import console
     from .converter.reference_models import digits_cnn, train_classifier
     from .pipeline import convert
     from .summary import conversion_table
@@ -53,8 +53,6 @@ def run_demo(out="edgeopt-demo", progress=True, log=print):
     log("\nbenchmarking every file (each in its own process, interleaved rounds) ...")
     report = benchmark(out, progress=progress, log=log, **DEMO_BENCH)
     log("")
-    log(console(report))
-    log("")
-    log(what_it_bought(report))
+    log(console(report))  # ends with what each optimization bought
     log(f"\nfiles, manifest.json, report.md and plots are in {out.resolve()} ({time.time() - t0:.0f}s)")
     return manifest, report

@@ -283,11 +283,17 @@ class _Run:
         self._finish(art, 0.0)
 
     def _tflite(self, variants, precision, options):
-        from .converter import tflite
+        from .converter import tflite, tflite_sparse
 
         serving, facts = variants.for_export(precision, options)  # the model as traced for its recurrent mode
         facts = {"fixed_batch": serving.batch, **facts} if serving.batch else facts
-        blob = tflite.convert(serving, precision, options, self.data["calibration"])
+        # Pruned weights (a quarter or more zeros): a sparse encoding may be smaller. Fixed-batch
+        # (recurrent) files calibrate in a child process per conversion, so they are converted once, dense.
+        if not serving.batch and tflite_sparse.worth_trying(serving.model):
+            blob, sparse_facts = tflite_sparse.convert_smallest(serving, precision, options, self.data["calibration"])
+            facts = {**facts, **sparse_facts}
+        else:
+            blob = tflite.convert(serving, precision, options, self.data["calibration"])
         detours = tflite.float_detours(blob) if precision == "int8" else []
         return blob, {**facts, "float_detours": detours} if detours else facts
 

@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -93,30 +94,8 @@ class Recipe(BaseModel):
 
     def problems(self) -> list[str]:
         """Every problem capability checks find, all at once (pydantic already checked the types)."""
-        problems = []
-        seen = set()
-        for i, e in enumerate(self.exports):
-            cap = capabilities.find(e.format, e.precision)
-            if e.format not in capabilities.FORMATS:
-                problems.append(
-                    f"exports[{i}]: unknown format {e.format!r} (valid formats: {', '.join(capabilities.FORMATS)})"
-                )
-            elif cap is None:
-                valid = ", ".join(capabilities.precisions_for(e.format))
-                problems.append(f"exports[{i}]: {e.format} has no precision {e.precision!r} (valid: {valid})")
-            else:
-                problems.extend(f"exports[{i}]: {p}" for p in capabilities.validate_options(cap, e.options))
-            if e.key in seen:
-                problems.append(f"exports[{i}]: {e.format}/{e.precision} with these options is listed twice")
-            seen.add(e.key)
-        for p in sorted(self.check.tolerances):
-            if p not in capabilities.PRECISIONS:
-                problems.append(f"check.tolerances: unknown precision {p!r} (valid: {', '.join(capabilities.PRECISIONS)})")
-        if self.prune and self.prune.m_by_n:
-            m, n = map(int, self.prune.m_by_n.split(":"))
-            if not 0 < m < n:
-                problems.append(f"prune.m_by_n: {self.prune.m_by_n!r} must be M:N with 0 < M < N, e.g. '2:4'")
-        return problems
+        return (_export_problems(enumerate(self.exports)) + _tolerance_problems(self.check.tolerances)
+                + _m_by_n_problems(self.prune.m_by_n if self.prune else None))
 
     def needs_calibration(self) -> list[str]:
         return [
@@ -126,6 +105,72 @@ class Recipe(BaseModel):
 
     def to_dict(self):
         return self.model_dump(mode="json")
+
+
+def _export_problems(numbered) -> list[str]:
+    """`numbered`: (index in the recipe, ExportSpec) pairs."""
+    problems, seen = [], set()
+    for i, e in numbered:
+        cap = capabilities.find(e.format, e.precision)
+        if e.format not in capabilities.FORMATS:
+            problems.append(f"exports[{i}]: unknown format {e.format!r} (valid formats: {', '.join(capabilities.FORMATS)})")
+        elif cap is None:
+            valid = ", ".join(capabilities.precisions_for(e.format))
+            problems.append(f"exports[{i}]: {e.format} has no precision {e.precision!r} (valid: {valid})")
+        else:
+            problems.extend(f"exports[{i}]: {p}" for p in capabilities.validate_options(cap, e.options))
+        if e.key in seen:
+            problems.append(f"exports[{i}]: {e.format}/{e.precision} with these options is listed twice")
+        seen.add(e.key)
+    return problems
+
+
+def _tolerance_problems(tolerances) -> list[str]:
+    from .check import DEFAULT_TOLERANCES
+
+    names = sorted({name for tol in DEFAULT_TOLERANCES.values() for name in tol})
+    problems = []
+    for p in sorted(tolerances):
+        if p not in capabilities.PRECISIONS:
+            problems.append(f"check.tolerances: unknown precision {p!r} (valid: {', '.join(capabilities.PRECISIONS)})")
+        for name in sorted(set(tolerances[p]) - set(names)):
+            problems.append(f"check.tolerances.{p}: unknown tolerance {name!r} (valid: {', '.join(names)})")
+    return problems
+
+
+def _m_by_n_problems(m_by_n) -> list[str]:
+    if isinstance(m_by_n, str) and re.fullmatch(r"\d+:\d+", m_by_n):  # other strings: pydantic's pattern error
+        m, n = map(int, m_by_n.split(":"))
+        if not 0 < m < n:
+            return [f"prune.m_by_n: {m_by_n!r} must be M:N with 0 < M < N, e.g. '2:4'"]
+    return []
+
+
+def _problems_of_valid_parts(data) -> list[str]:
+    """Capability problems of the parts of an invalid recipe that validate on their own, so that one
+    message holds every bad value (pydantic stops at types and never reaches these checks)."""
+    if not isinstance(data, dict):
+        return []
+    exports = data.get("exports") if isinstance(data.get("exports"), list) else []
+    parsed = [(i, _valid(ExportSpec, e)) for i, e in enumerate(exports)]
+    problems = _export_problems([(i, e) for i, e in parsed if e is not None])
+    tolerances = _get(data, "check", "tolerances")
+    if isinstance(tolerances, dict):  # names are checkable even where a value is not a number
+        problems += _tolerance_problems({p: t for p, t in tolerances.items() if isinstance(t, dict)})
+    return problems + _m_by_n_problems(_get(data, "prune", "m_by_n"))
+
+
+def _get(data, *keys):
+    for key in keys:
+        data = data.get(key) if isinstance(data, dict) else None
+    return data
+
+
+def _valid(model, value):
+    try:
+        return model.model_validate(value)
+    except ValidationError:
+        return None  # its own errors are among pydantic's
 
 
 def default_exports():
@@ -140,7 +185,8 @@ def build_recipe(data) -> Recipe:
         try:
             recipe = Recipe.model_validate(data or {})
         except ValidationError as e:
-            raise RecipeError([_describe(err) for err in e.errors()]) from None
+            problems = [_describe(err) for err in e.errors()] + _problems_of_valid_parts(data)
+            raise RecipeError(list(dict.fromkeys(problems))) from None
     problems = recipe.problems()
     if problems:
         raise RecipeError(problems)
@@ -177,7 +223,7 @@ def _resolve_paths(data, base: Path):
 
 
 def _describe(err) -> str:
-    loc = ".".join(str(p) for p in err["loc"]) or "recipe"
+    loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".") or "recipe"
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
         msg = "unknown field (check its spelling)"

@@ -1,5 +1,7 @@
 """The table `edgeopt convert` and `edgeopt demo` print: what was produced and how faithful it is."""
 
+from .bench.filebytes import size_note
+from .bench.report import SIZE_TITLE
 from .table import human_bytes, pct, render
 
 
@@ -21,6 +23,7 @@ def conversion_table(manifest, markdown=False) -> str:
                "max abs err", "sparsity", "status"]
     table = render(headers, rows, markdown=markdown, align="lllrrrrrrrl")
     notes = [f"  {a.id}: {a.error}" for a in manifest.artifacts if a.error]
+    sizes = size_notes(manifest)
     src = manifest.source
     head = f"source: {src.get('path') or src.get('name')} ({src.get('loader')})"
     pruned = next((a for a in manifest.artifacts if a.stage == "prune" and a.check), None)
@@ -34,4 +37,17 @@ def conversion_table(manifest, markdown=False) -> str:
     head += f"; checked on {ev.get('samples')} {'synthetic ' if ev.get('synthetic') else ''}samples from {ev.get('source')}"
     if (manifest.data.get("calibration") or {}).get("synthetic"):
         head += "; int8 calibrated on synthetic inputs"
-    return "\n".join([head, table] + (["problems:"] + notes if notes else []))
+    return "\n".join([head, table] + (["problems:"] + notes if notes else [])
+                     + ([f"{SIZE_TITLE}:"] + [f"  {n}" for n in sizes] if sizes else []))
+
+
+def size_notes(manifest) -> list:
+    """Why a quantized file is not smaller than the fp32 file of its format, from the two files' bytes."""
+    fp32 = {a.format: a for a in manifest.artifacts if a.precision == "fp32" and a.path and a.format != "keras"}
+    notes = []
+    for a in manifest.artifacts:
+        base = fp32.get(a.format)
+        if base and a.path:
+            note = size_note(a.id, manifest.path_of(a), a.format, a.precision, base.id, manifest.path_of(base))
+            notes += [note] if note else []
+    return notes

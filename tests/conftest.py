@@ -90,7 +90,8 @@ def converted(model_h5, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def aarch64_emulator():
-    """The aarch64 emulator, set up (once, into the user's cache) by the same code as `edgeopt target setup`.
+    """The aarch64 emulator, set up (once, into the user's cache) by the same code as `edgeopt target setup`:
+    the suite's one download (about 140 MB from Debian's mirror and PyPI, about 290 MB on disk).
 
     Without it (no Debian tools, no network): a failure in CI, where it must run, and a skip elsewhere.
     """

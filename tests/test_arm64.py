@@ -65,7 +65,7 @@ def test_setup_again_finds_the_cached_emulator(aarch64_emulator):
 
     lines = []
     again = setup(log=lines.append)
-    assert lines == [f"the aarch64 emulator is already set up in {aarch64_emulator.rootfs.parent}"]
+    assert lines == [f"the aarch64 emulator is already set up in {aarch64_emulator.rootfs.parent} (nothing to download)"]
     assert again.cpu == "neoverse-n1" and again.facts["python"].startswith("3.11")
     # The same runtime versions on both sides, so only the kernels differ.
     assert again.facts["versions"] == {n: metadata.version(n) for n in ("numpy", "ai-edge-litert", "onnxruntime")}

@@ -135,12 +135,31 @@ def test_invalid_recipes_list_every_problem_with_the_valid_values(model_h5, tmp_
         edgeopt.convert(str(model_h5), recipe, calibration="digits", out=tmp_path, **quiet())
 
 
-def test_all_recipe_problems_are_reported_at_once():
+@pytest.mark.parametrize("recipe,expected", [
+    ({"exports": [{"format": "coreml"}, {"format": "onnx", "precision": "fp16"}]},
+     ["exports[0]: unknown format 'coreml'", "exports[1]: onnx has no precision 'fp16'"]),
+    # A type error (pydantic) and a capability problem (an unknown option) in one recipe: both are told.
+    ({"exports": [{"format": "tflite", "precision": "int8", "calibraton_method": "entropy"}],
+      "prune": {"target_sparsity": 1.5}},
+     ["prune.target_sparsity: Input should be less than 1",
+      "exports[0]: tflite/int8: unknown option 'calibraton_method' (valid options: allow_float_ops, io_type)"]),
+    ({"seed": "abc", "exports": [{"precision": "int8"}, {"format": "onnx", "precision": "int8", "quant_format": "fast"}]},
+     ["seed: Input should be a valid integer", "exports[0].format: Field required",
+      "exports[1]: onnx/int8: quant_format='fast' is not one of 'qdq', 'qoperator'"]),
+    ({"prune": {"m_by_n": "4:2", "epochs": 0}, "check": {"tolerances": {"int8": {"min_cosine": "high"}, "int9": {},
+                                                                        "fp16": {"min_top1_agreemnt": 0.9}}}},
+     ["prune.epochs: Input should be greater than or equal to 1", "prune.m_by_n: '4:2' must be M:N with 0 < M < N",
+      "check.tolerances.int8.min_cosine: Input should be a valid number", "check.tolerances: unknown precision 'int9'",
+      "check.tolerances.fp16: unknown tolerance 'min_top1_agreemnt'"]),
+])
+def test_every_bad_value_of_a_recipe_is_reported_in_one_message(recipe, expected):
     from edgeopt.recipe import build_recipe
 
     with pytest.raises(RecipeError) as e:
-        build_recipe({"exports": [{"format": "coreml"}, {"format": "onnx", "precision": "fp16"}]})
-    assert len(e.value.problems) == 2
+        build_recipe(recipe)
+    assert len(e.value.problems) == len(expected), e.value.problems
+    for problem, fragment in zip(sorted(e.value.problems), sorted(expected)):
+        assert problem.startswith(fragment), (problem, fragment)
 
 
 def test_an_op_int8_cannot_quantize_is_named_and_other_exports_complete(tmp_path):

@@ -1,6 +1,7 @@
 """The harness measures every converter artifact for real (LiteRT, onnxruntime) and reports every field."""
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -73,6 +74,12 @@ def test_reports_and_plots_are_written_and_reload(bench_dir):
     assert d["reference"]["accuracy"] > 0.9
     md = (folder / "report.md").read_text()
     assert "artifact (digits_cnn.pruned50.…)" in md and "| int8.tflite " in md and "latency_vs_accuracy.png" in md
+    assert "## What each optimization bought (1 thread, against the fp32 file of the same format)" in md
+    assert "\n- digits_cnn.pruned50.int8.tflite: " in md
+    # The machine is a table a person reads, not a JSON blob.
+    machines = md.split("## Machines", 1)[1]
+    assert re.search(r"\| ISA features +\| .*AVX2", machines) and re.search(r"\| onnxruntime +\| 1\.", machines)
+    assert "{" not in machines
     tflite = next(r for r in report.rows if r.format == "tflite")
     assert tflite.delegates == ["XNNPACK"]
 

@@ -33,6 +33,8 @@ def test_bench_prints_a_table_and_writes_the_report(benched):
     folder, result = benched
     assert result.returncode == 0, result.stderr
     assert re.search(r"\nint8\.tflite +tflite +int8 +1 ", result.stdout) and "p50 ms (95% CI)" in result.stdout
+    assert "What each optimization bought (1 thread, against the fp32 file of the same format):" in result.stdout
+    assert re.search(r"\n  digits_cnn\.pruned50\.int8\.tflite: 0\.\d\dx the size, ", result.stdout)
     # A folder of files without a manifest gets its report beside them, as a converter folder does.
     report = json.loads((folder / "report.json").read_text())
     assert [r["status"] for r in report["rows"]] == ["ok", "ok"]

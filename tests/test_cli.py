@@ -36,6 +36,9 @@ def test_convert_with_flags_writes_files_manifest_and_table(model_h5, tmp_path):
     assert ids == {"digits_cnn.fp32.tflite": "ok", "digits_cnn.int8.tflite": "ok",
                    "digits_cnn.fp32.onnx": "ok", "digits_cnn.int8.onnx": "ok"}
     assert "digits_cnn.int8.tflite" in result.stdout and "status" in result.stdout
+    # TensorFlow's own lines are kept in the output folder, not shown.
+    assert "fully_quantize" not in result.stdout + result.stderr
+    assert "fully_quantize" in (tmp_path / "out" / "edgeopt.log").read_text()
     # Without evaluation data the check ran on the calibration inputs, and says so.
     assert manifest["data"]["evaluation"]["source"].endswith("calib.npz")
 
@@ -67,6 +70,29 @@ def test_bad_input_exits_2_with_the_reason(model_h5, tmp_path, args, pattern):
     result = edgeopt(*args, "--out", tmp_path / "out", "--quiet")
     assert result.returncode == 2
     assert pattern in result.stderr and "Traceback" not in result.stderr
+
+
+BAD_RECIPE = "prune: {target_sparsity: 1.5}\nexports: [{format: tflite, precision: int8, calibraton_method: entropy}]\n"
+
+
+@pytest.mark.parametrize("case,args,fragments", [
+    ("recipe with two kinds of error", ["convert", "MODEL", "--recipe", "RECIPE", "--calibration", "digits"],
+     ["prune.target_sparsity: Input should be less than 1", "exports[0]: tflite/int8: unknown option 'calibraton_method'"]),
+    ("ssh port above the range", ["target", "check", "ssh://pi@raspberrypi.local:70000"],
+     ["port 70000 is outside the range 1-65535"]),
+    ("ssh port 0", ["bench", "CONVERTED", "--target", "ssh://pi@raspberrypi.local:0", "--out", "OUT"],
+     ["port 0 is outside the range 1-65535", "ssh://user@host:2222"]),
+    ("survey of a missing folder", ["survey", "OUT/nowhere", "--out", "OUT"], ["does not exist or is not a folder"]),
+])
+def test_messages_name_the_cause_and_exit_2(model_h5, converted, tmp_path, case, args, fragments):
+    (tmp_path / "recipe.yaml").write_text(BAD_RECIPE)
+    where = {"MODEL": model_h5, "RECIPE": tmp_path / "recipe.yaml", "CONVERTED": converted[1]}
+    args = [str(where.get(a, a)).replace("OUT", str(tmp_path / "out")) for a in args]
+    result = edgeopt(*args)
+    assert result.returncode == 2, (case, result.stderr)
+    assert "Traceback" not in result.stderr and result.stderr.startswith("edgeopt: error: "), case
+    for fragment in fragments:
+        assert fragment in result.stderr, (case, fragment)
 
 
 def test_a_failed_artifact_makes_convert_exit_1(tmp_path):

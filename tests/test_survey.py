@@ -1,6 +1,7 @@
 """`edgeopt survey DIR`: one row per model, whatever the model does; Markdown and JSON written."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -32,7 +33,9 @@ def test_survey_cli_writes_one_row_per_model_and_never_crashes(folder, tmp_path)
     out = tmp_path / "survey"
     done = subprocess.run([sys.executable, "-m", "edgeopt.cli", "survey", str(folder), "--out", str(out),
                            "--samples", "8"], capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-2000:]
+    # Exit codes as convert's: a model that did not convert (here, refused) makes it 1, and stderr says which.
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert re.search(r"of 2 models did not convert cleanly: .*with_lambda \(refused\)", done.stderr)
     report = json.loads((out / "survey.json").read_text())
     rows = {r["model"]: r for r in report["rows"]}
     assert set(rows) == {"digits_cnn", "with_lambda"}

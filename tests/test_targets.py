@@ -31,7 +31,12 @@ def test_specs_make_the_right_targets():
 @pytest.mark.parametrize("spec,pattern", [
     ("raspberrypi", "unknown target 'raspberrypi'"),
     ("ssh://", "bad SSH target"),
-    ("ssh://pi@host:notaport", "bad SSH target"),
+    ("ssh://pi@host:notaport", "bad SSH target 'ssh://pi@host:notaport': the port 'notaport' is not a number; "
+                               "give one from 1 to 65535"),
+    ("ssh://pi@host:70000", "port 70000 is outside the range 1-65535"),
+    ("ssh://pi@host:0", "port 0 is outside the range 1-65535"),
+    ("ssh://pi@host:", "the port '' is not a number"),
+    ("ssh://pi@[::1]:99999", "port 99999 is outside the range 1-65535"),
     ("ssh://pi@host/some/path", "bad SSH target"),
     ("ssh://pi@host?pyhton=python3", "unknown option.*pyhton.*valid ones are python, workdir"),
     ("ssh://pi@host?connect_timeout=soon", "connect_timeout must be a whole number"),

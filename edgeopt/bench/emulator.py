@@ -22,6 +22,13 @@ from ..errors import TargetError
 CACHE_ENV = "EDGEOPT_AARCH64_CACHE"
 SETUP_COMMAND = "edgeopt target setup aarch64-emulated"
 STATE_FILE = "emulator.json"
+# What the setup fetches, measured on a fresh cache (QEMU 10.0.2 from bookworm-backports, Python 3.11 from
+# bookworm, numpy 2.4.6, ai-edge-litert 2.3.0, onnxruntime 1.32.0); the README quotes the same figures.
+FETCH_MB = {"qemu": 63,  # QEMU 10 user mode (Debian's qemu-user package)
+            "python": 23,  # an arm64 Python 3.11: 39 Debian packages (14 MB) and the 9 MB package list
+            "wheels": 55}  # aarch64 wheels of numpy, ai-edge-litert, onnxruntime and their dependencies
+DISK_MB = 290  # the folder afterwards (du -sh shows it as 275M: mebibytes)
+FETCH_SUMMARY = f"downloads about {sum(FETCH_MB.values()) // 10 * 10} MB once, about {DISK_MB} MB on disk"
 
 
 @dataclass(frozen=True)
@@ -90,7 +97,7 @@ class Emulator:
         except (OSError, ValueError):
             raise TargetError(
                 f"the aarch64 emulator is not set up in {folder}: run `{SETUP_COMMAND}` "
-                "(downloads QEMU, an arm64 Python 3.11 and the arm64 runtimes once, about 200 MB; no root)"
+                f"(QEMU, an arm64 Python 3.11 and the arm64 runtimes: {FETCH_SUMMARY}; no root)"
             ) from None
         emulator = cls(Path(state["qemu"]), folder / "rootfs", folder / "site", state["cpu"], state)
         missing = [p for p in (emulator.qemu, emulator.python_binary, emulator.site) if not p.exists()]

@@ -29,7 +29,8 @@ from pathlib import Path
 
 from ..errors import TargetError
 from ..fileio import tree_size, write_text_atomic
-from .emulator import CPUS, DEFAULT_CPU, STATE_FILE, Emulator, cache_dir, cpuinfo_text, host_env
+from .emulator import (CPUS, DEFAULT_CPU, FETCH_MB, FETCH_SUMMARY, STATE_FILE, Emulator, cache_dir, cpuinfo_text,
+                       host_env)
 
 MIRROR_ENV = "EDGEOPT_DEBIAN_MIRROR"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
@@ -56,13 +57,14 @@ def setup(folder: Path | None = None, cpu: str = DEFAULT_CPU, force: bool = Fals
     if state_file.exists():
         state = json.loads(state_file.read_text())
         if state.get("cpu") == cpu and state.get("versions") == versions:
-            log(f"the aarch64 emulator is already set up in {folder}")
+            log(f"the aarch64 emulator is already set up in {folder} (nothing to download)")
             return Emulator.load(folder)
         if state.get("versions") != versions:
             log(f"the runtimes here are now {versions}: fetching their aarch64 wheels again")
             shutil.rmtree(folder / "site", ignore_errors=True)
     _check_host()
     folder.mkdir(parents=True, exist_ok=True)
+    log(f"setting up the aarch64 emulator in {folder}: it {FETCH_SUMMARY} (no root)")
     started = time.time()
     qemu, qemu_version = _qemu(folder, log)
     rootfs = folder / "rootfs"
@@ -76,7 +78,8 @@ def setup(folder: Path | None = None, cpu: str = DEFAULT_CPU, force: bool = Fals
     state["setup_seconds"] = round(time.time() - started, 1)
     state["size_bytes"] = tree_size(folder)
     write_text_atomic(state_file, json.dumps(state, indent=1))
-    log(f"aarch64 emulator ready in {folder} ({state['size_bytes'] / 1e6:.0f} MB, {state['setup_seconds']:.0f} s): "
+    log(f"aarch64 emulator ready in {folder} ({state['size_bytes'] / 1e6:.0f} MB on disk, set up in "
+        f"{state['setup_seconds']:.0f} s): "
         f"QEMU {qemu_version}, CPU {cpu}, Python {state['python']}, "
         + ", ".join(f"{k} {v}" for k, v in state["versions"].items()))
     return Emulator.load(folder)
@@ -158,7 +161,7 @@ def _qemu(folder: Path, log) -> tuple[Path, str]:
     """QEMU 10 from bookworm-backports; the host's qemu-aarch64-static when that cannot be had."""
     target = folder / "qemu" / "qemu-aarch64"
     if not target.exists():
-        log("downloading QEMU 10 user mode (Debian bookworm-backports qemu-user, about 60 MB)")
+        log(f"downloading QEMU 10 user mode (Debian bookworm-backports qemu-user, about {FETCH_MB['qemu']} MB)")
         try:
             with tempfile.TemporaryDirectory(dir=folder) as tmp:
                 apt = PrivateApt(Path(tmp) / "apt", "amd64", "bookworm-backports")
@@ -183,7 +186,8 @@ def _qemu(folder: Path, log) -> tuple[Path, str]:
 def _rootfs(rootfs: Path, log):
     if (rootfs / "usr" / "bin" / "python3.11").exists():
         return
-    log("downloading an arm64 Python 3.11 userland (Debian bookworm packages, about 15 MB)")
+    log(f"downloading an arm64 Python 3.11 userland (Debian bookworm packages and their list, "
+        f"about {FETCH_MB['python']} MB)")
     with tempfile.TemporaryDirectory(dir=rootfs.parent) as tmp:
         apt = PrivateApt(Path(tmp) / "apt", "arm64", "bookworm")
         apt.update()
@@ -207,7 +211,7 @@ def _wheels(site: Path, versions: dict, log):
     if (site / "onnxruntime").exists() and (site / "ai_edge_litert").exists():
         return
     pins = [f"{name}=={version}" for name, version in versions.items()]
-    log("downloading aarch64 wheels: " + " ".join(pins) + " (about 55 MB)")
+    log("downloading aarch64 wheels: " + " ".join(pins) + f" and their dependencies (about {FETCH_MB['wheels']} MB)")
     partial = site.with_name("site.partial")
     shutil.rmtree(partial, ignore_errors=True)
     platforms = [arg for tag in PLATFORMS for arg in ("--platform", tag)]

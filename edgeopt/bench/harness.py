@@ -21,8 +21,9 @@ from ..errors import BenchmarkError, EdgeoptError, TargetError
 from ..fileio import check_writable_dir, gzip_size, write_json_atomic
 from ..scratch import in_private_tempdir
 from ..verification import repair_on_start
+from ..progress import Progress
 from . import graph, stats
-from .device import runtimes
+from .device import latency, runtimes
 from .inputs import load_evaluation
 from .scoring import finish
 from .report import Report, Row
@@ -214,20 +215,21 @@ def _run_target(report, target, candidates, data, threads, rounds, timing, progr
     bundle = Path(tempfile.mkdtemp(prefix="edgeopt-bench-"))
     try:
         plan = _write_bundle(bundle, runnable, data, threads, rounds, timing)
-        bar = _Progress(len(plan["jobs"]) * rounds, target.name) if progress and plan["jobs"] else None
+        bar = Progress(len(plan["jobs"]) * rounds, f"benchmark on {target.name}", unit="run",
+                       enabled=progress and bool(plan["jobs"]))
         # Every job may use its own timeout in the runner; past all of them together, the target hangs.
         whole_plan = plan["job_timeout_seconds"] * len(plan["jobs"]) * rounds + 300
         t0 = time.time()
         try:
             target.prepare()
-            results_path = target.run(bundle, on_progress=bar.update if bar else None, timeout=whole_plan)
+            results_path = target.run(bundle, on_progress=lambda done, _total, text: bar.update(done, text),
+                                      timeout=whole_plan)
             results = _read_results(results_path)
         except EdgeoptError as e:  # TargetError and its kin: this target's rows say why; others go on
             record.update(status="failed", error=str(e))
             results = None
         finally:
-            if bar:
-                bar.close()
+            bar.close()
         record["seconds"] = round(time.time() - t0, 1)
         if results:
             record["machine"] = results["machine"]
@@ -271,22 +273,6 @@ def _read_results(path):
         raise TargetError(f"the runner left no readable results ({e})") from None
 
 
-class _Progress:
-    """A tqdm bar fed by the runner's `[done/total] text` lines."""
-
-    def __init__(self, total, name):
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=total, desc=f"benchmark on {name}", unit="run", leave=False)
-
-    def update(self, done, _total, text):
-        self.bar.n = done
-        self.bar.set_postfix_str(text[:60], refresh=True)
-
-    def close(self):
-        self.bar.close()
-
-
 def _add_rows(report, target, candidates, data, threads, results, bundle) -> dict:
     work = {}
     by_key = {}
@@ -316,14 +302,13 @@ def _fill(row, measured, bundle) -> dict:
     if bad:
         row.status, row.error = "failed", bad["error"]
         return {}
-    median = stats.median_with_interval([np.asarray(m["latency"]["samples_ms"]) for m in measured])
+    pooled = stats.summarize([m["latency"]["samples_ms"] for m in measured],
+                             runs=[m["latency"]["runs"] for m in measured])
     row.latency = {
-        "p50_ms": median["p50_ms"], "ci95_ms": median["ci95_ms"],
-        **{k: float(np.median([m["latency"][k] for m in measured]))
-           for k in ("min_ms", "mean_ms", "std_ms", "p90_ms", "p99_ms", "throughput_per_s")},
+        **{k: pooled[k] for k in (*latency.STATISTICS, "ci95_ms")},
         "runs": int(sum(m["latency"]["runs"] for m in measured)),
         "round_p50_ms": [m["latency"]["p50_ms"] for m in measured],
-        "unit": "ms per inference, batch 1",
+        "unit": "ms per inference, batch 1; every statistic pools the runs of all rounds",
     }
     row.runtime, row.delegates = measured[0]["runtime"], measured[0]["delegates"]
     row.runtime_settings = measured[0].get("settings", {})
@@ -333,7 +318,7 @@ def _fill(row, measured, bundle) -> dict:
     row.memory_mb = {k: _median_mb([x[k] for x in mem]) for k in ("peak", "load_delta", "run_delta")}
     if row.macs:
         row.gmacs_per_s = row.macs / (row.latency["p50_ms"] / 1000) / 1e9
-    work = {"draws": median["draws"], "output_specs": measured[0]["outputs"]}
+    work = {"draws": pooled["draws"], "output_specs": measured[0]["outputs"]}
     outputs = next((m.get("outputs_file") for m in measured if m.get("outputs_file")), None)
     if outputs:
         with np.load(bundle / "outputs" / outputs) as z:

@@ -13,10 +13,12 @@ from pathlib import Path
 from ..errors import BenchmarkError
 from ..fileio import write_json_atomic, write_text_atomic
 from ..table import human_bytes, pct, render
+from .machines import machines_table
 
 SCHEMA = "edgeopt.bench.report"
 SCHEMA_VERSION = 1
 REPORT_JSON, REPORT_MD = "report.json", "report.md"
+SIZE_TITLE = "Why some int8 files are not smaller"
 
 
 @dataclass
@@ -41,11 +43,12 @@ class Row:
     runtime_settings: dict = field(default_factory=dict)  # threads, XNNPACK, ORT session options
     load_seconds: float | None = None
     first_inference_ms: float | None = None
-    latency: dict | None = None  # p50_ms, ci95_ms, min/mean/std/p90/p99, throughput, runs, round_p50_ms
+    latency: dict | None = None  # pooled runs of all rounds: min/mean/std/p50/p90/p99/max_ms, throughput, ci95_ms
     speedup: dict | None = None  # vs: baseline id, ratio (>1 faster), ci95, within_noise
     memory_mb: dict | None = None  # peak, load_delta, run_delta (median over rounds)
     accuracy: dict | None = None  # metric, value, delta_points vs baseline, agreement figures
     parity: dict | None = None  # outputs on this target vs the same artifact on the local CPU
+    size_note: str | None = None  # why a quantized file is not smaller than its baseline (bench/filebytes.py)
 
     @property
     def ok(self):
@@ -212,19 +215,34 @@ def headline(report: Report) -> list:
 
 
 def what_it_bought(report: Report) -> str:
-    """One line per optimized file at one thread on each target: size, speed and accuracy vs its baseline."""
-    lines = ["What each optimization bought (1 thread, against the fp32 file of the same format):"]
-    for r in report.rows:
-        sp, acc = r.speedup or {}, r.accuracy or {}
-        if not r.ok or r.threads != 1 or sp.get("vs") in (None, r.artifact):
-            continue
+    """One line per optimized file at the fewest threads measured, on each target: size, speed and accuracy
+    against its baseline. Empty when no row has a baseline other than itself."""
+    rows = [r for r in report.rows if r.ok and (r.speedup or {}).get("vs") not in (None, r.artifact)]
+    if not rows:
+        return ""
+    fewest = min(r.threads or 0 for r in rows)
+    rows = [r for r in rows if (r.threads or 0) == fewest]
+    by_key = {(r.target, r.artifact, r.threads): r for r in report.rows}
+    bases = [by_key.get((r.target, r.speedup["vs"], r.threads)) for r in rows]
+    fp32 = all(b is not None and b.precision == "fp32" and b.format == r.format for b, r in zip(bases, rows))
+    against = "the fp32 file of the same format" if fp32 else ", ".join(sorted({r.speedup["vs"] for r in rows}))
+    threads = f"{fewest} thread{'s' if fewest != 1 else ''}" if fewest else "automatic threads"
+    lines = [f"What each optimization bought ({threads}, against {against}):"]
+    for r in rows:
+        sp, acc = r.speedup, r.accuracy or {}
         speed = ("no measurable change in speed" if sp["within_noise"] else
                  f"{sp['ratio']:.2f}x faster" if sp["ratio"] > 1 else f"{1 / sp['ratio']:.2f}x slower")
         delta = acc.get("delta_points")
         kept = "" if delta is None else f", accuracy {delta:+.1f} points"
         where = f" on {r.target}" if len(report.targets) > 1 else ""
-        lines.append(f"  {r.artifact}{where}: {r.size_ratio:.2f}x the size, {speed}{kept}")
+        size = "" if r.size_ratio is None else f"{r.size_ratio:.2f}x the size, "
+        lines.append(f"  {r.artifact}{where}: {size}{speed}{kept}")
     return "\n".join(lines)
+
+
+def size_notes(report: Report) -> list:
+    """Each explanation once: rows of one file on several targets and thread counts share it."""
+    return list(dict.fromkeys(r.size_note for r in report.rows if r.size_note))
 
 
 def problems(report: Report) -> list:
@@ -236,8 +254,17 @@ def problems(report: Report) -> list:
 
 
 def console(report: Report) -> str:
-    lines = [f"  {where}: {what}" for where, what in problems(report)]
-    return "\n".join(headline(report) + [table(report)] + (["problems:"] + lines if lines else []))
+    lines = headline(report) + [table(report)]
+    found = problems(report)
+    if found:
+        lines += ["problems:"] + [f"  {where}: {what}" for where, what in found]
+    bought = what_it_bought(report)
+    if bought:
+        lines += ["", bought]
+    notes = size_notes(report)
+    if notes:
+        lines += ["", SIZE_TITLE + ":"] + [f"  {n}" for n in notes]
+    return "\n".join(lines)
 
 
 def markdown(report: Report) -> str:
@@ -247,10 +274,14 @@ def markdown(report: Report) -> str:
     found = problems(report)
     if found:
         lines += ["## Problems", ""] + [f"- **{where}**: {what}" for where, what in found] + [""]
-    lines += ["## Machines", ""]
-    for t in report.targets:
-        lines.append(f"- **{t['name']}** ({t['kind']}{', emulated' if t.get('emulated') else ''}): "
-                     f"`{json.dumps(t.get('machine'), sort_keys=True)}`")
+    bought = what_it_bought(report)
+    if bought:
+        title, *items = bought.splitlines()
+        lines += ["## " + title.rstrip(":"), ""] + [f"- {item.strip()}" for item in items] + [""]
+    notes = size_notes(report)
+    if notes:
+        lines += [f"## {SIZE_TITLE}", ""] + [f"- {n}" for n in notes] + [""]
+    lines += ["## Machines", "", machines_table(report.targets)]
     plots = {k: v for k, v in report.files.items() if k.startswith("plot")}
     if plots:
         lines += ["", "## Plots", ""] + [f"![{k}]({v})" for k, v in plots.items()]

@@ -10,7 +10,7 @@ import importlib
 
 from ..check import compare, task_accuracy
 from ..errors import BenchmarkError
-from . import parity, stats
+from . import filebytes, parity, stats
 
 
 def finish(report, work, data, baseline=None, metric=None):
@@ -96,6 +96,9 @@ def _against_baseline(row, base, work):
     base_w = work.get((base.target, base.artifact, base.threads), {})
     if base.size_bytes and row.size_bytes:
         row.size_ratio = row.size_bytes / base.size_bytes
+        if base.format == row.format and base.precision == "fp32":
+            row.size_note = filebytes.size_note(row.artifact, row.path, row.format, row.precision, base.artifact,
+                                                base.path)
     if not (row.ok and base.ok):
         return
     if "draws" in row_w and "draws" in base_w:

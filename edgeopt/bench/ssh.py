@@ -69,11 +69,8 @@ class SshTarget(Target):
     @classmethod
     def from_spec(cls, spec: str) -> "SshTarget":
         parts = urlsplit(spec)
-        try:
-            port = parts.port
-        except ValueError:
-            port = -1
-        if not parts.hostname or port == -1 or parts.path not in ("", "/"):
+        port = _port(parts.netloc, spec)
+        if not parts.hostname or parts.path not in ("", "/"):
             raise TargetError(f"bad SSH target {spec!r}: write ssh://user@host or ssh://user@host:port "
                               f"(options as ?{'=...&'.join(OPTIONS[:2])}=...)")
         query = parse_qs(parts.query, keep_blank_values=True)
@@ -229,6 +226,22 @@ class SshTarget(Target):
         if proc.returncode != 0:
             raise TargetError(f"the runner on {self.host} left no results: {_tail(proc.stderr)}")
         subprocess.run(["tar", "-xzf", "-", "-C", str(bundle)], input=proc.stdout, check=True, capture_output=True)
+
+
+def _port(netloc: str, spec: str) -> int | None:
+    """The port written in the target, checked here: urlsplit calls 0 valid and says 'out of range 0-65535'."""
+    hostport = netloc.rpartition("@")[2]
+    if hostport.startswith("["):  # [IPv6]:port
+        hostport = hostport.partition("]")[2]
+    if ":" not in hostport:
+        return None
+    text = hostport.rpartition(":")[2]
+    how = "give one from 1 to 65535 (ssh://user@host:2222), or none for 22"
+    if not text.isdigit():
+        raise TargetError(f"bad SSH target {spec!r}: the port {text!r} is not a number; {how}")
+    if not 1 <= int(text) <= 65535:
+        raise TargetError(f"bad SSH target {spec!r}: port {int(text)} is outside the range 1-65535; {how}")
+    return int(text)
 
 
 def _probe_script() -> bytes:

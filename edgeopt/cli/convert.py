@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from .tf_log import add_verbose_flag, tensorflow_output_kept, where_the_log_is
+
 
 def add(sub):
     p = sub.add_parser("convert", help="prune, quantize and export a Keras model; check every file")
@@ -26,6 +28,7 @@ def add(sub):
                    help="load Lambda layers and custom classes: this runs code stored in the model file")
     p.add_argument("--no-reuse", action="store_true", help="redo every step even if an earlier run matches")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_verbose_flag(p)
     p.set_defaults(func=_convert)
 
 
@@ -36,13 +39,15 @@ def _convert(args):
 
     base = load_recipe(args.recipe).to_dict() if args.recipe else {}
     recipe = _apply_flags(base, args)
-    manifest = convert(args.model, recipe, calibration=args.calibration, evaluation=args.evaluation,
-                       train=args.train, out=args.out, reuse=not args.no_reuse, progress=not args.quiet,
-                       trust_model_code=args.trust_model_code)
+    with tensorflow_output_kept(args.out, args.verbose):
+        manifest = convert(args.model, recipe, calibration=args.calibration, evaluation=args.evaluation,
+                           train=args.train, out=args.out, reuse=not args.no_reuse, progress=not args.quiet,
+                           trust_model_code=args.trust_model_code)
     print(conversion_table(manifest))
     kept = len(manifest.artifacts) - len(manifest.of_run())
     if kept:
         print(f"({kept} of these records were made by earlier runs into {args.out} and are kept)")
+    print(where_the_log_is(args.out, args.verbose))
     return 0 if all(a.status != "failed" for a in manifest.of_run()) else 1
 
 

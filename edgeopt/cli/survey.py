@@ -1,5 +1,7 @@
 """`edgeopt survey DIR`: convert every model in a folder; one row per model, Markdown and JSON."""
 
+import sys
+
 
 def add(sub):
     p = sub.add_parser("survey", help="convert every model in a folder (synthetic data); write survey.md/.json")
@@ -14,11 +16,16 @@ def add(sub):
 
 
 def _survey(args):
-    from ..corpus import SURVEY_MD, survey
-
-    survey(args.folder, args.out, artifacts=args.artifacts, samples=args.samples,
-           trust_model_code=args.trust_model_code, timeout_s=args.timeout)
+    """Exit codes as `convert`'s: 0 every model converted, 1 some model failed (its row says why), 2 bad input."""
     from pathlib import Path
 
+    from ..corpus import SURVEY_MD, survey
+
+    report = survey(args.folder, args.out, artifacts=args.artifacts, samples=args.samples,
+                    trust_model_code=args.trust_model_code, timeout_s=args.timeout)
     print(Path(args.out, SURVEY_MD).read_text())
-    return 0
+    short = [f"{r['model']} ({r['status']})" for r in report["rows"] if r.get("status") != "converted"]
+    if short:
+        print(f"edgeopt: {len(short)} of {len(report['rows'])} models did not convert cleanly: {', '.join(short)}; "
+              f"their rows in {Path(args.out, SURVEY_MD)} say why", file=sys.stderr)
+    return 1 if short else 0

@@ -23,8 +23,10 @@ _DATA_MOVEMENT = {"SPLIT", "SPLIT_V", "UNPACK", "PACK", "RESHAPE", "CONCATENATIO
                   "TRANSPOSE", "SQUEEZE", "EXPAND_DIMS", "GATHER"}
 
 
-def convert(serving, precision: str, options: dict, calibration=None) -> bytes:
+def convert(serving, precision: str, options: dict, calibration=None, sparse=False) -> bytes:
     """One TFLite file of `serving` (a serving.Serving) at `precision`; raise ConversionError naming the cause.
+
+    `sparse`: also apply the converter's sparsity optimization (sparse-encoded weights; see tflite_sparse).
 
     Gotchas: full-integer calibration of a fixed-batch (recurrent) model runs in a child process,
     because TFLite's calibrator can crash the interpreter on recurrent WHILE loops (SIGSEGV).
@@ -42,10 +44,10 @@ def convert(serving, precision: str, options: dict, calibration=None) -> bytes:
         raise
     except Exception as e:  # tracing the model failed: nothing TFLite-specific yet
         raise ConversionError(f"TFLite {precision}: tracing the model failed: {type(e).__name__}: {_first(e)}") from None
-    return configure_and_convert(converter, precision, options, calibration, serving.batch or 1)
+    return configure_and_convert(converter, precision, options, calibration, serving.batch or 1, sparse)
 
 
-def configure_and_convert(converter, precision, options, calibration, batch) -> bytes:
+def configure_and_convert(converter, precision, options, calibration, batch, sparse=False) -> bytes:
     """Set `converter` up for `precision`, convert, and refuse an int8 model that left ops in float."""
     import tensorflow as tf
 
@@ -62,6 +64,8 @@ def configure_and_convert(converter, precision, options, calibration, batch) -> 
         if io != "float32":
             converter.inference_input_type = getattr(tf, _IO_TYPES[io])
             converter.inference_output_type = getattr(tf, _IO_TYPES[io])
+    if sparse:
+        converter.optimizations = list(converter.optimizations) + [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
     try:
         data = converter.convert()
     except Exception as e:  # ConverterError and friends

@@ -18,11 +18,11 @@ import traceback
 
 import numpy as np
 
-from runtimes import ModelOpenError, detect_format, import_runtime, open_model  # siblings: this file runs as a script
+from latency import describe, kept_samples  # siblings: this file runs as a script
+from runtimes import ModelOpenError, detect_format, import_runtime, open_model
 from sysinfo import memory_kb
 
 DEFAULT_TIMING = {"warmup_runs": 5, "min_runs": 30, "min_seconds": 1.0, "max_seconds": 60.0}
-MAX_KEPT_SAMPLES = 1000  # raw latencies kept for pooling across rounds; the statistics use all of them
 
 
 def load_inputs(path) -> list:
@@ -70,19 +70,14 @@ def time_invocations(model, feed, timing) -> tuple:
 
 
 def summarise(ms: np.ndarray, wall_seconds: float) -> dict:
-    p50, p90, p99 = np.percentile(ms, [50, 90, 99])
-    step = max(1, len(ms) // MAX_KEPT_SAMPLES)
+    """This round's statistics over all its runs, and the samples the harness pools across rounds."""
     return {
         "runs": int(len(ms)),
         "seconds": round(wall_seconds, 4),
-        "min_ms": float(ms.min()),
-        "mean_ms": float(ms.mean()),
-        "std_ms": float(ms.std(ddof=1)) if len(ms) > 1 else 0.0,
-        "p50_ms": float(p50),
-        "p90_ms": float(p90),
-        "p99_ms": float(p99),
-        "throughput_per_s": float(1000.0 / ms.mean()),
-        "samples_ms": [round(float(v), 5) for v in ms[::step]],
+        **describe(ms),
+        # Order statistics (fastest and slowest included), each standing for runs / len(samples_ms) runs;
+        # 6 decimals of a millisecond are the clock's nanoseconds, so rounding adds no ties.
+        "samples_ms": [round(float(v), 6) for v in kept_samples(ms)],
     }
 
 
