@@ -211,10 +211,10 @@ class _Run:
 
         for spec in self.recipe.exports:
             if spec.format == "onnx" and spec.precision != "fp32":
-                self._quantize_pass(spec, fp32("onnx", {"opset": spec.options["opset"]}))
+                self._quantize_pass(spec, fp32("onnx", {"opset": spec.options["opset"]}), variants)
             elif spec.options.get("backend") == "ai-edge-quantizer":
                 option = fp32_option(variants.base.model, spec.precision, spec.options["recurrent"])
-                self._quantize_pass(spec, fp32("tflite", {"recurrent": option}))
+                self._quantize_pass(spec, fp32("tflite", {"recurrent": option}), variants)
             elif spec.precision == "fp32":
                 fp32(spec.format, spec.options)
             else:
@@ -302,7 +302,7 @@ class _Run:
 
         return onnx_export.export(serving, opset), {}
 
-    def _quantize_pass(self, spec, fp32_record):
+    def _quantize_pass(self, spec, fp32_record, variants):
         """An export made from the fp32 file of its format (onnxruntime.quantization, ai-edge-quantizer)."""
         stage = "onnx-quantize" if spec.format == "onnx" else "tflite-quantize"
         if fp32_record.status != "ok" or not fp32_record.sha256:
@@ -314,13 +314,25 @@ class _Run:
             return
         parent_path = self.out / fp32_record.path
         self._step(spec.format, spec.precision, spec.options, stage, fp32_record.id, fp32_record.sha256,
-                   lambda: self._quantize(spec, parent_path, fp32_record.facts))
+                   lambda: self._quantize(spec, parent_path, fp32_record, variants))
 
-    def _quantize(self, spec, parent_path, parent_facts):
+    def _quantize(self, spec, parent_path, fp32_record, variants):
+        parent_facts = fp32_record.facts
         if spec.format == "tflite":
             from .converter import aeq
 
-            blob, facts = aeq.quantize(parent_path, spec.precision, spec.options, self.data["calibration"])
+            source, dense_facts = parent_path, {}
+            if (parent_facts.get("sparse_encoding") or {}).get("used"):
+                # ai-edge-quantizer misreads sparse-encoded weights (it wrote int8 convolutions LiteRT refuses):
+                # it quantizes the same model converted dense, which is the parent's content in another encoding.
+                from .converter import tflite
+
+                serving, _ = variants.for_export("fp32", fp32_record.options)
+                source = tflite.convert(serving, "fp32", fp32_record.options)
+                dense_facts = {"quantized_from": "the fp32 parent converted dense (its sparse encoding is not "
+                                                  "read correctly by ai-edge-quantizer)"}
+            blob, facts = aeq.quantize(source, spec.precision, spec.options, self.data["calibration"])
+            facts = {**facts, **dense_facts}
             # The file keeps its parent's fixed batch and recurrent mode: the check feeds it accordingly.
             inherited = {k: v for k, v in parent_facts.items() if k in aeq.INHERITED_FACTS}
             return blob, {**inherited, **facts}

@@ -52,8 +52,9 @@ def recipe_name(precision: str, options: dict) -> str:
     return "weight_only_wi8_afp32" if options.get("weight_only") else "dynamic_wi8_afp32"
 
 
-def quantize(fp32_path, precision: str, options: dict, calibration=None) -> tuple[bytes, dict]:
-    """(file bytes, facts) of `fp32_path` quantized by ai-edge-quantizer in a child process (quantize_here there).
+def quantize(fp32, precision: str, options: dict, calibration=None) -> tuple[bytes, dict]:
+    """(file bytes, facts) of `fp32` (a path, or the file's bytes) quantized by ai-edge-quantizer in a child
+    process (quantize_here there).
 
     Raises ConversionError naming the cause, PartialQuantization (with the file) when ops stayed float.
     """
@@ -62,7 +63,10 @@ def quantize(fp32_path, precision: str, options: dict, calibration=None) -> tupl
     name = recipe_name(precision, options)
     with tempfile.TemporaryDirectory(prefix="edgeopt-aeq-") as tmp:
         job = Path(tmp)
-        (job / "job.json").write_text(json.dumps({"fp32": str(fp32_path), "precision": precision,
+        if isinstance(fp32, bytes):
+            (job / "fp32.tflite").write_bytes(fp32)
+            fp32 = job / "fp32.tflite"
+        (job / "job.json").write_text(json.dumps({"fp32": str(fp32), "precision": precision,
                                                   "options": options}))
         if calibration is not None and precision == "int8":
             np.savez(job / "calibration.npz", **{f"x{i}": x for i, x in enumerate(calibration.x)})
