@@ -52,17 +52,6 @@ def test_int8_of_a_recurrent_model_is_full_integer_by_unrolling(rnn_converted):
     assert art.check["top1_agreement"] >= 0.93
 
 
-def test_float_detours_of_an_unrolled_lstm_are_listed_not_failed(rnn_converted):
-    """The first step's unread forget gate leaves a SPLIT float between DEQUANTIZE and QUANTIZE: no float math."""
-    from edgeopt.converter.tflite import float_detours
-
-    manifest, out = rnn_converted
-    art = manifest.get("rnn.int8.tflite")
-    detours = float_detours((out / art.path).read_bytes())
-    assert detours and all(d.split()[0] in {"SPLIT", "SPLIT_V", "UNPACK"} for d in detours), detours
-    assert art.facts["float_detours"] == detours and art.ok
-
-
 def test_int8_as_loops_fails_with_the_calibrator_crash_and_names_the_way_out(rnn_converted):
     manifest, _ = rnn_converted
     art = manifest.get("rnn.int8.loop.tflite")
