@@ -39,6 +39,7 @@ FULL_RECIPE = {
         {"format": "onnx", "precision": "int8", "int8_variant": "s8"},
         {"format": "onnx", "precision": "int8", "quant_format": "qoperator", "int8_variant": "s8"},
         {"format": "onnx", "precision": "int8", "int8_variant": "reduce_range"},
+        {"format": "onnx", "precision": "int8", "int8_variant": "u8u8"},
         {"format": "onnx", "precision": "int8", "calibration_method": "percentile"},
     ],
 }

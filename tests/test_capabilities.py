@@ -6,6 +6,7 @@ from edgeopt import capabilities
 from edgeopt.bench.device.runtimes import open_model
 
 from .conftest import FULL_RECIPE, RECURRENT_RECIPE
+from .test_auto_fallback import FALLBACK_RECIPE
 
 COMBINATIONS = [(c.format, c.precision) for c in capabilities.CAPABILITIES]
 
@@ -21,7 +22,7 @@ def test_every_declared_option_value_is_converted_by_a_tested_recipe():
     # several exports (recurrent, calibration_method) runs one code path: one export per value covers it.
     from edgeopt.recipe import build_recipe
 
-    exports = build_recipe(FULL_RECIPE).exports + build_recipe(RECURRENT_RECIPE).exports
+    exports = [e for r in (FULL_RECIPE, RECURRENT_RECIPE, FALLBACK_RECIPE) for e in build_recipe(r).exports]
     declared, used = {}, {}
     for cap in capabilities.CAPABILITIES:
         for name, (allowed, _, _) in cap.options.items():
