@@ -164,8 +164,21 @@ def _artifact(ctx, p, art_id, parent_id, key, model, facts, state, result) -> Ar
     return Artifact(
         id=art_id, path=art_id, format="keras", precision="fp32", stage=p.name, parent=parent_id,
         status="ok" if not problems else "failed", error="; ".join(problems) or None,
-        options=p.spec.model_dump(mode="json"), tool_versions=ctx.versions, inputs=input_specs(model),
-        outputs=output_specs(model), sparsity=measured.get("sparsity"), check=check, cache_key=key, facts=facts)
+        options=_recorded_options(p.spec, facts.get("training")), tool_versions=ctx.versions,
+        inputs=input_specs(model), outputs=output_specs(model), sparsity=measured.get("sparsity"), check=check,
+        cache_key=key, facts=facts)
+
+
+def _recorded_options(spec, training) -> dict:
+    """The step's options as the manifest records them: `loss: auto` becomes the loss it trained with, by name."""
+    options = spec.model_dump(mode="json")
+    if options.get("loss") == "auto":
+        objectives = [r.get("objective") or {} for r in training or []]
+        used = next((o.get("loss") or o.get("task_loss") for o in objectives if o.get("loss") or o.get("task_loss")),
+                    None)
+        if used:
+            options["loss"] = used
+    return options
 
 
 def _remember(state, p, result, sparsity, distinct):
