@@ -258,3 +258,18 @@ def test_edgeopt_default_onnx_int8_seed_is_found_though_the_manifest_records_its
                                 "data": {"calibration": "digits", "evaluation": "digits"}, "out": str(tmp_path / "c")})
     assert result["status"] == "ok", result
     assert result["artifact"]["path"].endswith(".int8.onnx")
+
+
+def test_a_candidate_failed_with_a_multi_line_error_keeps_the_candidate_table_one_row():
+    """A recipe refused with a list of problems (one per line) must not split the Markdown row."""
+    from types import SimpleNamespace
+
+    from edgeopt.search.budget import Budget
+    from edgeopt.search.outcome import candidate_rows
+
+    refused = {"key": "k1", "outcome": "failed", "error": "invalid recipe:\n  - exports[0]: onnx/int8: no",
+               "candidate": {"label": "onnx int8 (qoperator, u8u8)", "role": "search"}}
+    result = SimpleNamespace(candidates=[refused], budget=Budget(1.0, "agreement"), source_accuracy=None,
+                             fronts={"local": []})
+    [row] = candidate_rows(result, "local")
+    assert row[-1] == "failed: invalid recipe: - exports[0]: onnx/int8: no"
