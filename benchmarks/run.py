@@ -24,7 +24,7 @@ import edgeopt  # noqa: E402  (sets TF_USE_LEGACY_KERAS before anything imports 
 
 from edgeopt.console import LOG_NAME, native_output_captured  # noqa: E402
 from edgeopt.demo import EVERY_EXPORT  # noqa: E402
-from suite_models import QUICK_TIMING, SUITE  # noqa: E402
+from suite_models import AEQ_EXPORTS, QUICK_TIMING, SUITE  # noqa: E402
 import summary  # noqa: E402
 
 THREADS, ROUNDS = [1, 2], 5
@@ -62,7 +62,7 @@ def convert_model(spec, work: Path, quick: bool, log):
         tf_keras().utils.set_random_seed(0)
         source.parent.mkdir(parents=True, exist_ok=True)
         spec.build(quick).save(source)
-    recipe = {"name": spec.name, "exports": EVERY_EXPORT, "check": {"tolerances": spec.tolerances},
+    recipe = {"name": spec.name, "exports": EVERY_EXPORT + AEQ_EXPORTS, "check": {"tolerances": spec.tolerances},
               "data": {"calibration_samples": 32 if quick else 200}}
     return edgeopt.convert(str(source), recipe, calibration=spec.calibration(quick),
                            evaluation=spec.evaluation(quick), out=work, progress=False, log=log)

@@ -15,6 +15,15 @@ from edgeopt.converter.reference_models import digits_cnn, train_classifier
 from models import digits_as, digits_conv1d, digits_mlp, mobilenet_v2
 
 
+# LiteRT's own quantizer beside TFLiteConverter's: the same int8 and int8-dynamic, and its mixed recipes
+# (int16 activations with int8 weights; int8 weights dequantized before float compute).
+AEQ_EXPORTS = [
+    {"format": "tflite", "precision": "int8", "backend": "ai-edge-quantizer"},
+    {"format": "tflite", "precision": "int8-dynamic", "backend": "ai-edge-quantizer"},
+    {"format": "tflite", "precision": "int8", "backend": "ai-edge-quantizer", "activations": "int16", "io_type": "int16"},
+    {"format": "tflite", "precision": "int8-dynamic", "backend": "ai-edge-quantizer", "weight_only": True},
+]
+
 # Microsecond models give tens of thousands of runs in half a second; MobileNetV2 keeps the harness default.
 SMALL_MODEL_TIMING = {"min_seconds": 0.5}
 QUICK_TIMING = {"warmup_runs": 3, "min_runs": 20, "min_seconds": 0.05}

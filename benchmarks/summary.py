@@ -47,8 +47,33 @@ def build(reports: dict, overhead, command, seconds, quick, notes) -> dict:
         "int8_no_faster_than_fp32": [_brief(r) for r in quantized if r["verdict"] == "within noise"],
         "int8_faster_than_fp32": [_brief(r) for r in quantized if r["verdict"] == "faster"],
         "failed": [_brief(r) for r in rows if r["status"] != "ok"],
+        "aeq_vs_tfliteconverter": aeq_pairs(rows),
         "overhead": overhead,
     }
+
+
+def aeq_pairs(rows) -> list:
+    """Each ai-edge-quantizer file beside TFLiteConverter's file of its precision, same model and thread count."""
+    by_key = {(r["model"], r["artifact"], r["threads"]): r for r in rows}
+    pairs = []
+    for r in rows:
+        if ".aeq." not in r["artifact"] or r["status"] != "ok":
+            continue
+        twin = by_key.get((r["model"], f"{r['model']}.{r['precision']}.tflite", r["threads"]))
+        if not twin or twin["status"] != "ok":
+            continue
+        rounds = [t / a for a, t in zip(r["round_p50_ms"] or [], twin["round_p50_ms"] or []) if a]
+        pairs.append({
+            "model": r["model"], "threads": r["threads"], "aeq": r["artifact"], "tfliteconverter": twin["artifact"],
+            "size_ratio": r["size_bytes"] / twin["size_bytes"],
+            "max_abs_error": [r["max_abs_error"], twin["max_abs_error"]],
+            "accuracy": [r["accuracy"], twin["accuracy"]], "top1_agreement": [r["top1_agreement"], twin["top1_agreement"]],
+            "p50_ms": [r["p50_ms"], twin["p50_ms"]],
+            "speed_vs_tfliteconverter": twin["p50_ms"] / r["p50_ms"],  # > 1: ai-edge-quantizer's file is faster
+            "speed_vs_tfliteconverter_rounds": [min(rounds), max(rounds)] if rounds else None,
+            "speedup_vs_fp32": r["speedup"],
+        })
+    return pairs
 
 
 def _row(r) -> dict:
@@ -65,6 +90,7 @@ def _row(r) -> dict:
         "p50_ms": lat.get("p50_ms"), "ci95_ms": lat.get("ci95_ms"), "round_p50_ms": lat.get("round_p50_ms"),
         "speedup": sp.get("ratio"), "speedup_ci95": sp.get("ci95"), "verdict": verdict,
         "accuracy": acc.get("value"), "top1_agreement": acc.get("top1_agreement"), "agreement_vs": acc.get("vs"),
+        "max_abs_error": acc.get("max_abs_error"),
         "peak_memory_mb": (r.memory_mb or {}).get("peak"),
     }
 
@@ -81,6 +107,8 @@ def markdown(s: dict) -> str:
         lines += ["**Quick mode: a smoke run with short timing; these figures are not results.**", ""]
     lines += _about(s) + [""]
     lines += ["## int8 against fp32", "", _int8_table(s), "", *_int8_findings(s), ""]
+    if s.get("aeq_vs_tfliteconverter"):
+        lines += _aeq_section(s["aeq_vs_tfliteconverter"]) + [""]
     if s["overhead"]:
         lines += _overhead_section(s["overhead"]) + [""]
     for name, m in s["models"].items():
@@ -157,6 +185,33 @@ def _int8_findings(s) -> list:
     headers = ["model", "threads", "int8 SLOWER than fp32", "no faster (within noise)", "faster"]
     return ["Where int8 is slower than fp32 on this CPU (speedup = fp32 p50 / int8 p50, same format):", "",
             render(headers, rows, markdown=True, align="lrlll")]
+
+
+def _aeq_section(pairs) -> list:
+    rows = []
+    for p in pairs:
+        lo_hi = p["speed_vs_tfliteconverter_rounds"]
+        spread = f" ({lo_hi[0]:.2f}-{lo_hi[1]:.2f})" if lo_hi else ""
+        rows.append([p["model"], p["threads"], p["aeq"].removeprefix(p["model"] + "."),
+                     p["tfliteconverter"].removeprefix(p["model"] + "."), f"{p['size_ratio']:.2f}x",
+                     " / ".join(_g(v) for v in p["max_abs_error"]),
+                     " / ".join(pct(v) if v is not None else "-" for v in p["accuracy"]),
+                     " / ".join(_ms(v) for v in p["p50_ms"]), f"{p['speed_vs_tfliteconverter']:.2f}x{spread}",
+                     _ratio(p["speedup_vs_fp32"])])
+    headers = ["model", "threads", "ai-edge-quantizer file", "TFLiteConverter file", "size vs TFLC",
+               "max abs err (AEQ / TFLC)", "accuracy (AEQ / TFLC)", "p50 ms (AEQ / TFLC)",
+               "speed vs TFLC (round range)", "speedup vs fp32"]
+    return ["## ai-edge-quantizer against TFLiteConverter", "",
+            "Each file of LiteRT's quantizer (`backend: ai-edge-quantizer`, a pass over the fp32 .tflite file) beside "
+            "TFLiteConverter's file of the same precision, measured in the same interleaved rounds. `max abs err` is "
+            "against the Keras model; `speed vs TFLC` is TFLiteConverter's p50 over ai-edge-quantizer's (> 1: "
+            "faster), with the range of the per-round ratios. 16x8 (`activations: int16`) and weight-only are "
+            "ai-edge-quantizer's mixed recipes, set beside TFLiteConverter's int8 and int8-dynamic files.", "",
+            render(headers, rows, markdown=True, align="lrllrrrrrr")]
+
+
+def _g(v) -> str:
+    return "-" if v is None else f"{v:.2g}"
 
 
 def _ratio(v) -> str:

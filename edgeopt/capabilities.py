@@ -8,6 +8,15 @@ from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
+class Rule:
+    """An option value that needs another option to hold one of some values (checked with the defaults filled in)."""
+
+    when: tuple  # (option, value)
+    needs: tuple  # (option, allowed values)
+    why: str
+
+
+@dataclass(frozen=True)
 class Capability:
     format: str
     precision: str
@@ -18,9 +27,22 @@ class Capability:
     # How it is made from a quantization-aware (QAT) model, whose fake-quant nodes hold learned int8
     # ranges; None: not offered after QAT (the file would be int8 anyway, or quantized twice).
     after_qat: str | None = None
+    rules: tuple = ()  # Rule: combinations of options that the tools cannot make
 
 
-_TFLITE_IO = ("int8", "uint8", "float32")
+_TFLITE_IO = ("int8", "uint8", "int16", "float32")
+_TFLITE_BACKENDS = ("tflite-converter", "ai-edge-quantizer")
+_AEQ = "ai-edge-quantizer"
+_RECURRENT = ("auto", "loop", "unroll", "fused")
+_RECURRENT_OPTION = {
+    "recurrent": (_RECURRENT, "auto", "how LSTM/GRU layers are exported: loop (TFLite WHILE loops), unroll (a copy with "
+                  "unroll=True: one op chain per time step; fixed-length sequences only), fused (tf_keras LSTMs as "
+                  "UNIDIRECTIONAL_SEQUENCE_LSTM, other recurrent layers unrolled); auto: unroll for int8, else loop"),
+}
+_BACKEND_OPTION = {
+    "backend": (_TFLITE_BACKENDS, "tflite-converter", "who quantizes: TFLiteConverter while converting, or "
+                "ai-edge-quantizer (LiteRT's quantizer) as a pass over the fp32 .tflite file"),
+}
 _ORT_CALIBRATION = ("minmax", "entropy", "percentile")
 _ORT_QUANT_FORMATS = ("qdq", "qoperator")
 _ORT_INT8_VARIANTS = ("auto", "s8", "reduce_range", "u8u8")
@@ -29,21 +51,47 @@ _FALLBACK = (("none", "auto"), "none",
              "until it passes, and record which and why")
 
 CAPABILITIES = [
-    Capability("tflite", "fp32", False, "TFLiteConverter", "float32 weights and activations; the reference export"),
+    Capability("tflite", "fp32", False, "TFLiteConverter", "float32 weights and activations; the reference export",
+               options=dict(_RECURRENT_OPTION)),
     Capability("tflite", "fp16", False, "TFLiteConverter", "float16 weights (half the size), float32 compute on CPU"),
     Capability(
-        "tflite", "int8-dynamic", False, "TFLiteConverter",
+        "tflite", "int8-dynamic", False, "TFLiteConverter or ai-edge-quantizer",
         "int8 weights, activations quantized on the fly; no calibration data needed",
+        options={
+            **_BACKEND_OPTION,
+            "weight_only": (bool, False, "ai-edge-quantizer: int8 weights dequantized to float before each op "
+                            "(float compute, no activation quantization)"),
+            **_RECURRENT_OPTION,
+        },
+        rules=(Rule(("weight_only", True), ("backend", (_AEQ,)), "TFLiteConverter has no weight-only int8 mode"),),
     ),
     Capability(
-        "tflite", "int8", True, "TFLiteConverter",
+        "tflite", "int8", True, "TFLiteConverter or ai-edge-quantizer",
         "full-integer: int8 weights and activations, calibrated on representative data",
         options={
+            **_BACKEND_OPTION,
             "io_type": (_TFLITE_IO, "int8", "dtype of the model's inputs and outputs"),
             "allow_float_ops": (bool, False, "accept ops left in float instead of failing"),
             "fallback": _FALLBACK,
+            "activations": (("int8", "int16"), "int8", "ai-edge-quantizer: int16 activations with int8 weights "
+                            "(16x8; LiteRT runs it on reference kernels, far slower)"),
+            "calibration_method": (("minmax", "moving_average"), "minmax", "ai-edge-quantizer: activation ranges from "
+                                   "the min/max over all samples, or its own default, a moving average of per-sample "
+                                   "min/max (narrower ranges that clip outliers)"),
+            **_RECURRENT_OPTION,
         },
         after_qat="TFLiteConverter with the ranges QAT learned (calibration data is not used)",
+        rules=(
+            Rule(("activations", "int16"), ("backend", (_AEQ,)), "int16 activations are made by ai-edge-quantizer"),
+            Rule(("calibration_method", "moving_average"), ("backend", (_AEQ,)),
+                 "TFLiteConverter's calibrator always takes min/max"),
+            Rule(("fallback", "auto"), ("backend", ("tflite-converter",)),
+                 "fallback: auto re-exports through TFLiteConverter's quantization debugger"),
+            Rule(("activations", "int16"), ("io_type", ("int16", "float32")), "16x8 files take int16 or float32 I/O"),
+            Rule(("activations", "int8"), ("io_type", ("int8", "uint8", "float32")), "int8 files take int8, uint8 or "
+                 "float32 I/O"),
+            Rule(("backend", _AEQ), ("io_type", ("int8", "int16", "float32")), "ai-edge-quantizer writes no uint8 I/O"),
+        ),
     ),
     Capability(
         "onnx", "fp32", False, "tf2onnx", "float32 ONNX graph",
@@ -114,4 +162,15 @@ def validate_options(cap: Capability, options: dict) -> list:
         from .converter.onnx_variants import problems as variant_problems
 
         problems += [f"{where}: {p}" for p in variant_problems(options)]
+    return problems or _broken_rules(cap, {**default_options(cap), **options})
+
+
+def _broken_rules(cap: Capability, options: dict) -> list:
+    problems = []
+    for rule in cap.rules:
+        (name, value), (needed, allowed) = rule.when, rule.needs
+        if options.get(name) == value and options.get(needed) not in allowed:
+            wanted = " or ".join(map(repr, allowed))
+            problems.append(f"{cap.format}/{cap.precision}: {name}={value!r} needs {needed}={wanted}, got "
+                            f"{options.get(needed)!r} ({rule.why}): set {needed}: {allowed[0]}")
     return problems

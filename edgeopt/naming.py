@@ -7,13 +7,17 @@ from . import capabilities
 # Short tags for options that differ from an export's defaults, so distinct variants get distinct names.
 _TAGS = {
     "quant_format": lambda v: v,
-    "calibration_method": lambda v: v,
+    "calibration_method": lambda v: v.replace("_", "-"),
     "per_channel": lambda v: "per-channel" if v else "per-tensor",
     "io_type": lambda v: f"{v}-io",
     "allow_float_ops": lambda v: "mixed" if v else "full-int",
     "opset": lambda v: f"opset{v}",
     "int8_variant": lambda v: v.replace("_", "-"),
     "fallback": lambda v: f"fallback-{v}",
+    "backend": lambda v: {"ai-edge-quantizer": "aeq"}.get(v, v),
+    "weight_only": lambda v: "weight-only" if v else "dynamic",
+    "activations": lambda v: {"int16": "16x8"}.get(v, f"{v}-act"),
+    "recurrent": lambda v: {"unroll": "unrolled", "fused": "fused-lstm"}.get(v, v),
 }
 
 

@@ -214,31 +214,48 @@ class _Run:
         self.manifest = self.folder.publish(self.manifest, files={EVALUATION_FILE: staged})
         if batch:
             self.log(f"TFLite exports use a fixed batch of {batch}: {why}")
-        with Serving(model, batch) as serving:
-            self._exports(serving, parent_id, parent_key)
+        from .converter.recurrent import Variants
+
+        proof_inputs = [x[:64] for x in ev.x]  # an unrolled copy is proven equal to the model on these
+        with Serving(model, batch) as serving, Variants(serving, proof_inputs) as variants:
+            self._exports(variants, parent_id, parent_key)
         self._summarise()
         return self.manifest
 
-    def _exports(self, serving, parent_id, parent_key):
-        onnx_parents = {}
+    def _exports(self, variants, parent_id, parent_key):
+        """Each export in recipe order. ONNX int8 and ai-edge-quantizer files are passes over an fp32 file of
+        their format, which is made (and recorded) first, once, even when the recipe does not list it."""
+        from .converter.recurrent import fp32_option
+
+        fp32_records = {}
+
+        def fp32(fmt, options):
+            key = (fmt, tuple(sorted(options.items())))
+            if key not in fp32_records:
+                fp32_records[key] = self._export_step(fmt, "fp32", options, variants, parent_id, parent_key)
+            return fp32_records[key]
+
         for spec in self.recipe.exports:
-            if spec.format == "tflite":
-                self._step(spec.format, spec.precision, spec.options, "tflite-convert", parent_id, parent_key,
-                           lambda s=spec: self._tflite(serving, s), batch=serving.batch,
-                           fallback=self._fallback_plan(spec, serving=serving))
-            elif self.quantization_aware:  # the learned ranges become QDQ nodes: int8 without onnxruntime's quantizer
+            if self.quantization_aware and spec.format == "onnx":  # learned ranges become QDQ nodes, no quantizer
                 self._step("onnx", spec.precision, spec.options, "onnx-export", parent_id, parent_key,
-                           lambda o=spec.options["opset"]: self._onnx_from_qat(serving, o))
+                           lambda o=spec.options["opset"]: self._onnx_from_qat(variants.base, o))
+            elif spec.format == "onnx" and spec.precision != "fp32":
+                self._quantize_pass(spec, fp32("onnx", {"opset": spec.options["opset"]}), variants)
+            elif spec.options.get("backend") == "ai-edge-quantizer":
+                option = fp32_option(variants.base.model, spec.precision, spec.options["recurrent"])
+                self._quantize_pass(spec, fp32("tflite", {"recurrent": option}), variants)
+            elif spec.precision == "fp32":
+                fp32(spec.format, spec.options)
             else:
-                opset = spec.options["opset"]
-                if opset not in onnx_parents:
-                    opts = {"opset": opset}
-                    rec = self._step("onnx", "fp32", opts, "onnx-export", parent_id, parent_key,
-                                     lambda o=opset: self._onnx_export(serving, o))
-                    onnx_parents[opset] = rec
-                fp32 = onnx_parents[opset]
-                if spec.precision != "fp32":
-                    self._onnx_quantize(spec, fp32)
+                self._export_step(spec.format, spec.precision, spec.options, variants, parent_id, parent_key)
+
+    def _export_step(self, fmt, precision, options, variants, parent_id, parent_key):
+        if fmt == "onnx":
+            return self._step("onnx", precision, options, "onnx-export", parent_id, parent_key,
+                              lambda: self._onnx_export(variants.base, options["opset"]))
+        return self._step("tflite", precision, options, "tflite-convert", parent_id, parent_key,
+                          lambda: self._tflite(variants, precision, options), batch=variants.base.batch,
+                          fallback=self._fallback_plan("tflite", options, serving=variants.base))
 
     def _step_context(self, base_key):
         from .steps.runner import StepContext
@@ -260,19 +277,23 @@ class _Run:
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
-    def _tflite(self, serving, spec):
+    def _tflite(self, variants, precision, options):
         from .converter import tflite, tflite_sparse
 
-        facts = {"fixed_batch": serving.batch} if serving.batch else {}
+        serving, facts = variants.for_export(precision, options)  # the model as traced for its recurrent mode
+        facts = {"fixed_batch": serving.batch, **facts} if serving.batch else facts
         if self.quantization_aware:
-            facts["ranges"] = "learned by quantization-aware training"
+            facts = {**facts, "ranges": "learned by quantization-aware training"}
         # Pruned weights (a quarter or more zeros): a sparse encoding may be smaller. Fixed-batch
         # (recurrent) files are converted once, dense.
         if not serving.batch and tflite_sparse.worth_trying(serving.model):
-            blob, sparse_facts = tflite_sparse.convert_smallest(serving, self.converters, spec.precision,
-                                                                spec.options, self.data["calibration"])
-            return blob, {**facts, **sparse_facts}
-        return tflite.convert(serving, self.converters, spec.precision, spec.options, self.data["calibration"]), facts
+            blob, sparse_facts = tflite_sparse.convert_smallest(serving, self.converters, precision, options,
+                                                                self.data["calibration"])
+            facts = {**facts, **sparse_facts}
+        else:
+            blob = tflite.convert(serving, self.converters, precision, options, self.data["calibration"])
+        detours = tflite.float_detours(blob) if precision == "int8" else []
+        return blob, {**facts, "float_detours": detours} if detours else facts
 
     def _onnx_export(self, serving, opset):
         from .converter import onnx_export
@@ -285,15 +306,44 @@ class _Run:
         blob, facts = onnx_export.export_quantization_aware(serving, self.converters, opset, self.data["calibration"])
         return blob, {"ranges": "learned by quantization-aware training", **facts}
 
-    def _onnx_quantize(self, spec, fp32_record):
+    def _quantize_pass(self, spec, fp32_record, variants):
+        """An export made from the fp32 file of its format (onnxruntime.quantization, ai-edge-quantizer)."""
+        stage = "onnx-quantize" if spec.format == "onnx" else "tflite-quantize"
         if fp32_record.status != "ok" or not fp32_record.sha256:
-            art = Artifact(id=export_name(self.name, "onnx", spec.precision, spec.options), path=None,
-                           format="onnx", precision=spec.precision, stage="onnx-quantize", parent=fp32_record.id,
+            art = Artifact(id=export_name(self.name, spec.format, spec.precision, spec.options), path=None,
+                           format=spec.format, precision=spec.precision, stage=stage, parent=fp32_record.id,
                            status="skipped", error=f"its fp32 parent {fp32_record.id} was not produced",
                            options=spec.options)
             self.manifest = self.folder.publish(self.manifest, [(art, None)])
             return
-        parent_path, what = str(self.out / fp32_record.path), f"onnxruntime {spec.precision} quantization"
+        parent_path = self.out / fp32_record.path
+        if spec.format == "tflite":
+            self._step(spec.format, spec.precision, spec.options, stage, fp32_record.id, fp32_record.sha256,
+                       lambda: self._aeq_quantize(spec, parent_path, fp32_record, variants))
+        else:
+            self._onnx_quantize(spec, fp32_record, str(parent_path))
+
+    def _aeq_quantize(self, spec, parent_path, fp32_record, variants):
+        from .converter import aeq
+
+        parent_facts, source, dense_facts = fp32_record.facts, parent_path, {}
+        if (parent_facts.get("sparse_encoding") or {}).get("used"):
+            # ai-edge-quantizer misreads sparse-encoded weights (it wrote int8 convolutions LiteRT refuses):
+            # it quantizes the same model converted dense, which is the parent's content in another encoding.
+            from .converter import tflite
+
+            serving, _ = variants.for_export("fp32", fp32_record.options)
+            source = tflite.convert(serving, self.converters, "fp32", fp32_record.options)
+            dense_facts = {"quantized_from": "the fp32 parent converted dense (its sparse encoding is not "
+                                              "read correctly by ai-edge-quantizer)"}
+        blob, facts = aeq.quantize(source, spec.precision, spec.options, self.data["calibration"])
+        facts = {**facts, **dense_facts}
+        # The file keeps its parent's fixed batch and recurrent mode: the check feeds it accordingly.
+        inherited = {k: v for k, v in parent_facts.items() if k in aeq.INHERITED_FACTS}
+        return blob, {**inherited, **facts}
+
+    def _onnx_quantize(self, spec, fp32_record, parent_path):
+        what = f"onnxruntime {spec.precision} quantization"
         options = spec.options
         if spec.precision == "int8":
             from .converter.onnx_variants import choose
@@ -310,18 +360,18 @@ class _Run:
             build = lambda: self.converters.call("edgeopt.converter.onnx_quant:quantize_dynamic",  # noqa: E731
                                                  parent_path, what=what)
         art = self._step("onnx", spec.precision, options, "onnx-quantize", fp32_record.id, fp32_record.sha256, build,
-                         name_options=spec.options, fallback=self._fallback_plan(spec, options, fp32_path=parent_path))
+                         name_options=spec.options, fallback=self._fallback_plan("onnx", options, fp32_path=parent_path))
         if spec.precision == "int8" and art.ok and art.facts.get("int8_variant") != choice:
             art.facts["int8_variant"] = choice  # reused for other targets that need the same variant: say so
             self.manifest = self.folder.publish(self.manifest, [(art, None)])
 
-    def _fallback_plan(self, spec, options=None, **source):
+    def _fallback_plan(self, fmt, options, **source):
         """converter/auto_fallback.py's plan when the export asks for `fallback: auto`, else None.
 
         `options`: the export's options as resolved (an ONNX `int8_variant: auto` made concrete)."""
         from .converter.auto_fallback import plan_for
 
-        return plan_for(spec.format, options or spec.options, calibration=self.data["calibration"],
+        return plan_for(fmt, options, calibration=self.data["calibration"],
                         keras3=self.loaded.info.get("loader") == "keras3",
                         output_layers=[o["name"] for o in self.output_specs], **source)
 

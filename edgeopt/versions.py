@@ -4,7 +4,7 @@ from importlib import metadata
 
 _PACKAGES = {
     "converter": ["tensorflow", "tf-keras", "tensorflow-model-optimization", "tf2onnx", "onnx", "onnxruntime",
-                  "ai-edge-litert", "numpy"],
+                  "ai-edge-litert", "ai-edge-quantizer", "numpy"],
 }
 
 

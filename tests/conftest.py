@@ -21,6 +21,15 @@ FULL_RECIPE = {
         {"format": "tflite", "precision": "int8-dynamic"},
         {"format": "tflite", "precision": "int8"},
         {"format": "tflite", "precision": "int8", "io_type": "float32"},
+        {"format": "tflite", "precision": "int8", "io_type": "uint8"},
+        {"format": "tflite", "precision": "int8", "allow_float_ops": True},
+        {"format": "tflite", "precision": "int8-dynamic", "backend": "ai-edge-quantizer"},
+        {"format": "tflite", "precision": "int8-dynamic", "backend": "ai-edge-quantizer", "weight_only": True},
+        {"format": "tflite", "precision": "int8", "backend": "ai-edge-quantizer"},
+        {"format": "tflite", "precision": "int8", "backend": "ai-edge-quantizer", "activations": "int16",
+         "io_type": "int16"},
+        {"format": "tflite", "precision": "int8", "backend": "ai-edge-quantizer", "calibration_method": "moving_average",
+         "io_type": "float32"},
         {"format": "onnx", "precision": "fp32"},
         {"format": "onnx", "precision": "int8-dynamic"},
         {"format": "onnx", "precision": "int8", "quant_format": "qdq"},
@@ -30,6 +39,23 @@ FULL_RECIPE = {
         {"format": "onnx", "precision": "int8", "int8_variant": "s8"},
         {"format": "onnx", "precision": "int8", "quant_format": "qoperator", "int8_variant": "s8"},
         {"format": "onnx", "precision": "int8", "int8_variant": "reduce_range"},
+        {"format": "onnx", "precision": "int8", "int8_variant": "u8u8"},
+        {"format": "onnx", "precision": "int8", "calibration_method": "percentile"},
+    ],
+}
+
+# The recurrent modes, on a tiny LSTM + GRU classifier (tests/test_recurrent_int8.py converts it once).
+RECURRENT_RECIPE = {
+    "name": "rnn",
+    "data": {"calibration_samples": 64, "evaluation_samples": 200},
+    "exports": [
+        {"format": "tflite", "precision": "fp32"},
+        {"format": "tflite", "precision": "int8"},
+        {"format": "tflite", "precision": "int8", "recurrent": "loop"},
+        {"format": "tflite", "precision": "int8", "recurrent": "fused"},
+        {"format": "tflite", "precision": "int8", "backend": "ai-edge-quantizer", "recurrent": "unroll"},
+        {"format": "tflite", "precision": "int8", "backend": "ai-edge-quantizer", "recurrent": "loop"},
+        {"format": "tflite", "precision": "int8-dynamic", "backend": "ai-edge-quantizer"},
     ],
 }
 

@@ -13,14 +13,14 @@ from edgeopt.errors import RecipeError
 from .conftest import BAD_LAYER
 
 COMPUTE_LAYERS = {"dense_a", BAD_LAYER, "logits"}  # `flatten` only moves data: it cannot stay float alone
+FALLBACK_RECIPE = {"exports": [{"format": "tflite", "precision": "int8", "fallback": "auto"},
+                               {"format": "onnx", "precision": "int8", "fallback": "auto"}]}
 
 
 @pytest.fixture(scope="session")
 def auto_fallback_run(bad_layer_h5, tmp_path_factory):
     out = tmp_path_factory.mktemp("auto-fallback")
-    recipe = {"exports": [{"format": "tflite", "precision": "int8", "fallback": "auto"},
-                          {"format": "onnx", "precision": "int8", "fallback": "auto"}]}
-    edgeopt.convert(bad_layer_h5, recipe, calibration="digits", evaluation="digits", out=out, progress=False)
+    edgeopt.convert(bad_layer_h5, FALLBACK_RECIPE, calibration="digits", evaluation="digits", out=out, progress=False)
     return edgeopt.Manifest.load(out), out
 
 

@@ -142,7 +142,7 @@ def test_invalid_recipes_list_every_problem_with_the_valid_values(model_h5, tmp_
     ({"exports": [{"format": "tflite", "precision": "int8", "calibraton_method": "entropy"}],
       "prune": {"target_sparsity": 1.5}},
      ["prune.target_sparsity: Input should be less than 1",
-      "exports[0]: tflite/int8: unknown option 'calibraton_method' (valid options: allow_float_ops, fallback, io_type)"]),
+      "exports[0]: tflite/int8: unknown option 'calibraton_method' (valid options: activations, allow_float_ops, backend, calibration_method, fallback, io_type, recurrent)"]),
     ({"seed": "abc", "exports": [{"precision": "int8"}, {"format": "onnx", "precision": "int8", "quant_format": "fast"}]},
      ["seed: Input should be a valid integer", "exports[0].format: Field required",
       "exports[1]: onnx/int8: quant_format='fast' is not one of 'qdq', 'qoperator'"]),

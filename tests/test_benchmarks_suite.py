@@ -23,7 +23,7 @@ def test_quick_suite_on_digits_cnn_writes_summary_and_overhead(tmp_path):
 
     summary = json.loads((results / "summary.json").read_text())
     rows = summary["models"]["digits_cnn"]["rows"]
-    assert len(rows) == 8 and all(r["status"] == "ok" for r in rows)
+    assert len(rows) == 12 and all(r["status"] == "ok" for r in rows)  # 8 exports + 4 by ai-edge-quantizer
     for r in rows:
         lo, hi = r["ci95_ms"]
         assert 0 < lo <= r["p50_ms"] <= hi
@@ -34,7 +34,12 @@ def test_quick_suite_on_digits_cnn_writes_summary_and_overhead(tmp_path):
     assert by_id["digits_cnn.int8.tflite"]["size_ratio"] < 0.5
     verdicts = (summary["int8_slower_than_fp32"] + summary["int8_no_faster_than_fp32"]
                 + summary["int8_faster_than_fp32"])
-    assert len(verdicts) == 5  # every int8 file, classified once
+    assert len(verdicts) == 9  # every int8 file, classified once
+    pairs = {p["aeq"]: p for p in summary["aeq_vs_tfliteconverter"]}
+    assert set(pairs) == {f"digits_cnn.{s}.tflite" for s in ("int8.aeq", "int8-dynamic.aeq", "int8.16x8.aeq.int16-io",
+                                                              "int8-dynamic.aeq.weight-only")}
+    assert pairs["digits_cnn.int8.aeq.tflite"]["tfliteconverter"] == "digits_cnn.int8.tflite"
+    assert all(p["speed_vs_tfliteconverter"] > 0 and p["max_abs_error"][0] is not None for p in pairs.values())
     assert summary["machine"]["cpu"]["cores"] >= 1
 
     overhead = json.loads((results / "overhead.json").read_text())
@@ -47,6 +52,7 @@ def test_quick_suite_on_digits_cnn_writes_summary_and_overhead(tmp_path):
     assert summary["overhead"]["results"][0]["ratio"] == case["ratio"]
 
     md = (results / "SUMMARY.md").read_text()
-    for heading in ("## int8 against fp32", "## Harness overhead", "## digits_cnn", "int8 SLOWER than fp32"):
+    for heading in ("## int8 against fp32", "## ai-edge-quantizer against TFLiteConverter", "## Harness overhead",
+                    "## digits_cnn", "int8 SLOWER than fp32"):
         assert heading in md
     assert (results / "digits_cnn" / "report.json").exists() and (results / "digits_cnn" / "report.md").exists()

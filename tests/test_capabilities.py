@@ -5,7 +5,8 @@ import pytest
 from edgeopt import capabilities
 from edgeopt.bench.device.runtimes import open_model
 
-from .conftest import FULL_RECIPE
+from .conftest import FULL_RECIPE, RECURRENT_RECIPE
+from .test_auto_fallback import FALLBACK_RECIPE
 
 COMBINATIONS = [(c.format, c.precision) for c in capabilities.CAPABILITIES]
 
@@ -14,6 +15,24 @@ def test_the_full_recipe_covers_every_declared_combination():
     # Adding a capability without adding it to the tested recipe fails here.
     covered = {(e["format"], e["precision"]) for e in FULL_RECIPE["exports"]}
     assert covered == set(COMBINATIONS)
+
+
+def test_every_declared_option_value_is_converted_by_a_tested_recipe():
+    # Declaring an option (or a value of one) that no tested recipe converts fails here. An option shared by
+    # several exports (recurrent, calibration_method) runs one code path: one export per value covers it.
+    from edgeopt.recipe import build_recipe
+
+    exports = [e for r in (FULL_RECIPE, RECURRENT_RECIPE, FALLBACK_RECIPE) for e in build_recipe(r).exports]
+    declared, used = {}, {}
+    for cap in capabilities.CAPABILITIES:
+        for name, (allowed, _, _) in cap.options.items():
+            values = allowed if isinstance(allowed, tuple) else (True, False) if allowed is bool else ()
+            declared.setdefault(name, set()).update(values)
+    for e in exports:
+        for name, value in e.options.items():
+            used.setdefault(name, set()).add(value)
+    missing = {name: sorted(map(str, values - used.get(name, set()))) for name, values in declared.items()}
+    assert not {k: v for k, v in missing.items() if v}
 
 
 @pytest.mark.parametrize("fmt,precision", COMBINATIONS, ids=[f"{f}-{p}" for f, p in COMBINATIONS])
@@ -30,6 +49,8 @@ def test_declared_export_is_produced_and_passes_its_check(converted, fmt, precis
 
 @pytest.mark.parametrize("option,value", [
     ("io_type", "float32"), ("quant_format", "qoperator"), ("calibration_method", "entropy"), ("per_channel", False),
+    ("backend", "ai-edge-quantizer"), ("weight_only", True), ("activations", "int16"),
+    ("calibration_method", "moving_average"), ("io_type", "uint8"), ("allow_float_ops", True),
 ])
 def test_non_default_options_get_their_own_named_artifact(converted, option, value):
     manifest, _, _ = converted

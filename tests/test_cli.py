@@ -20,6 +20,7 @@ def test_formats_lists_every_combination_and_what_it_needs():
     for fmt, precision, calib in [("tflite", "int8", "yes"), ("onnx", "int8-dynamic", "no"), ("tflite", "fp16", "no")]:
         assert any(line.split()[:3] == [fmt, precision, calib] for line in lines), (fmt, precision)
     assert "quant_format='qdq'" in result.stdout
+    assert "activations='int16' needs backend='ai-edge-quantizer'" in result.stdout  # the option rules, too
 
 
 def test_convert_with_flags_writes_files_manifest_and_table(model_h5, tmp_path):

@@ -35,11 +35,12 @@ def test_lineage_leads_from_each_export_back_to_the_pruned_model(converted):
     pruned = manifest.get("digits_cnn.pruned50.keras")
     assert pruned.stage == "prune" and pruned.parent is None
     for a in manifest.artifacts:
-        if a.format == "tflite" or (a.format == "onnx" and a.precision == "fp32"):
+        if a.stage in ("tflite-convert", "onnx-export"):
             assert a.parent == pruned.id
-        elif a.format == "onnx":
+        elif a.format != "keras":  # a pass over the fp32 file of its format: onnxruntime or ai-edge-quantizer
             parent = manifest.get(a.parent)
-            assert parent.format == "onnx" and parent.precision == "fp32" and a.stage == "onnx-quantize"
+            assert (parent.format, parent.precision, parent.parent) == (a.format, "fp32", pruned.id)
+            assert a.stage == f"{a.format}-quantize"
 
 
 def test_measured_sparsity_reaches_the_target_in_every_pruned_layer(converted):

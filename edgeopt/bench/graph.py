@@ -67,6 +67,8 @@ def _tflite_precision(compute_dtypes, dtypes) -> str:
         return "int8"
     if any(w in ("int8", "uint8") for _, w in compute_dtypes):
         return "int8-dynamic"
+    if "int8" in dtypes:  # int8 weights dequantized before float compute (ai-edge-quantizer's weight-only)
+        return "int8-dynamic"
     return "fp16" if "float16" in dtypes else "fp32"
 
 

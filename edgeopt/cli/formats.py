@@ -17,3 +17,7 @@ def _formats(args):
                      c.after_qat or "not offered"])
     print(render(["format", "precision", "calibration", "made by", "what it is", "options (default)", "after qat"],
                  rows))
+    rules = [f"  {c.format}/{c.precision}: {r.when[0]}={r.when[1]!r} needs {r.needs[0]}="
+             f"{' or '.join(map(repr, r.needs[1]))} ({r.why})" for c in CAPABILITIES for r in c.rules]
+    if rules:
+        print("\noption combinations:\n" + "\n".join(rules))

@@ -109,20 +109,28 @@ class _Cache:
 
     def preprocessed(self):
         """(model to quantize, facts): ORT's recommended shape inference and graph optimisation, done once."""
-        from onnxruntime.quantization.shape_inference import quant_pre_process
-
         pre = self.folder / f"preprocessed-{self.model_key}.onnx"
         failed = self.folder / f"preprocessed-{self.model_key}.error"
         if pre.exists():
             return pre, {"preprocessed": True}
         if not failed.exists():
-            try:
-                quant_pre_process(str(self.fp32_path), str(pre), skip_symbolic_shape=False)
-                return pre, {"preprocessed": True}
-            except Exception as e:  # preprocessing is an optimisation: quantize the plain model instead
-                pre.unlink(missing_ok=True)
-                failed.write_text(f"{type(e).__name__}: {e}"[:300])
+            source, facts = preprocess(self.fp32_path, pre)
+            if facts["preprocessed"]:
+                return source, facts
+            failed.write_text(facts["preprocess_error"])
         return self.fp32_path, {"preprocessed": False, "preprocess_error": failed.read_text()}
+
+
+def preprocess(fp32_path: Path, pre: Path):
+    """(model to quantize, facts): ORT's recommended shape inference and graph optimisation, written to `pre`."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    try:
+        quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=False)
+        return pre, {"preprocessed": True}
+    except Exception as e:  # preprocessing is an optimisation: quantize the plain model instead
+        pre.unlink(missing_ok=True)
+        return Path(fp32_path), {"preprocessed": False, "preprocess_error": f"{type(e).__name__}: {e}"[:300]}
 
 
 def _digest(blob: bytes) -> str:

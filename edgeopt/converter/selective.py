@@ -119,10 +119,10 @@ def _onnx_nodes(fp32_path, layers, keras3, output_layers, preprocessed) -> list:
     """
     import onnx
 
-    from .onnx_quant import _preprocess
+    from .onnx_quant import preprocess
 
     with tempfile.TemporaryDirectory(prefix="edgeopt-selective-") as tmp:
-        source = _preprocess(Path(fp32_path), Path(tmp))[0] if preprocessed else Path(fp32_path)
+        source = preprocess(Path(fp32_path), Path(tmp) / "preprocessed.onnx")[0] if preprocessed else Path(fp32_path)
         graph = onnx.load(str(source)).graph
     outputs = [o.name for o in graph.output]
     by_output = dict(zip(outputs, output_layers)) if output_layers and len(output_layers) == len(outputs) else {}

@@ -44,8 +44,9 @@ class Serving:
     converter process (see converter.isolation).
     """
 
-    def __init__(self, model, batch: int | None = None):
-        self.model, self.batch = model, batch
+    def __init__(self, model, batch: int | None = None, fuse_lstm: bool = False):
+        # fuse_lstm: trace tf_keras LSTMs as the function TFLite fuses into UNIDIRECTIONAL_SEQUENCE_LSTM
+        self.model, self.batch, self.fuse_lstm = model, batch, fuse_lstm
         self.flavour = flavour(model)
         self.specs = input_specs(model)
         self._saved_models = {}  # batch -> SavedModel folder
@@ -121,7 +122,7 @@ class Serving:
         # file), which takes longer than the conversions.
         module.model_variables = list(self.model.variables)
         module.serve = self.function()
-        with _standard_lstm(self.model):
+        with contextlib.nullcontext() if self.fuse_lstm else _standard_lstm(self.model):
             concrete = module.serve.get_concrete_function(*self.signature(batch))
         try:
             tf.saved_model.save(module, str(folder), signatures={"serving_default": concrete})
@@ -135,9 +136,11 @@ class Serving:
 def _standard_lstm(model):
     """Trace tf_keras LSTMs as plain loops, not as the fusable 'cuDNN-compatible' function.
 
-    TFLite fuses that function into UNIDIRECTIONAL_SEQUENCE_LSTM, whose outputs differ from Keras'
-    by up to 1e-2 (and whose int8 calibration crashes); the plain loop converts exactly. Only a private
-    flag of the in-memory layers is switched, and switched back.
+    TFLite fuses that function into UNIDIRECTIONAL_SEQUENCE_LSTM, which keeps its state in variable
+    tensors from one invocation to the next: a runtime must reset them per sequence (runtimes.py does;
+    without it the outputs drifted from Keras by 1e-2 to 1e+0). The plain loop is stateless.
+    `recurrent: fused` (converter/recurrent.py) opts in. Only a private flag of the in-memory layers is
+    switched, and switched back.
     """
     lstms = [layer for layer in _all_sublayers(model) if hasattr(layer, "_could_use_gpu_kernel")]
     saved = [layer._could_use_gpu_kernel for layer in lstms]

@@ -16,6 +16,11 @@ from .keras_io import tf_keras  # noqa: F401  (sets TF_USE_LEGACY_KERAS before T
 _IO_TYPES = {"int8": "int8", "uint8": "uint8", "float32": "float32"}
 # Ops that only move data between float and int8: not a sign of an unquantized computation.
 _BOUNDARY_OPS = {"QUANTIZE", "DEQUANTIZE"}
+# Ops that read a float tensor without computing on its values: its shape, or token ids cast to integers.
+_NO_FLOAT_MATH = {"SHAPE", "CAST"}
+# Ops that only move values; left float between DEQUANTIZE and QUANTIZE, they are a detour, not float math.
+_DATA_MOVEMENT = {"SPLIT", "SPLIT_V", "UNPACK", "PACK", "RESHAPE", "CONCATENATION", "SLICE", "STRIDED_SLICE",
+                  "TRANSPOSE", "SQUEEZE", "EXPAND_DIMS", "GATHER"}
 
 
 def convert(serving, converters, precision: str, options: dict, calibration=None, sparse=False) -> bytes:
@@ -35,8 +40,9 @@ def convert(serving, converters, precision: str, options: dict, calibration=None
     if precision == "int8":
         recurrent = recurrent_layers(serving.model)
         where = f"the WHILE loops of {', '.join(recurrent)}" if recurrent else "this model on the calibration data"
-        hint = (f"TFLite's int8 calibrator runs the model in the TFLite interpreter and cannot run {where} "
-                "(int8-dynamic gives int8 weights with float activations without calibrating)")
+        hint = (f"TFLite's int8 calibrator runs the model in the TFLite interpreter and cannot run {where}"
+                + (": export with recurrent: unroll (the default for int8) or fused" if recurrent else "")
+                + " (int8-dynamic gives int8 weights with float activations without calibrating)")
     return converters.call("edgeopt.converter.tflite:convert_saved_model", str(saved_model), precision, options,
                            calibration, serving.batch or 1, sparse, what=f"TFLite {precision} conversion",
                            crash_hint=hint)
@@ -118,20 +124,63 @@ def _representative(calibration, batch):
 
 
 def find_float_ops(model_bytes) -> list:
-    """(op name, Keras layer name) for every compute op whose tensors are float in a quantized model."""
-    from ai_edge_litert.interpreter import Interpreter
+    """(op name, Keras layer name) for every compute op whose tensors are float in a quantized model.
 
-    interp = Interpreter(model_content=model_bytes)
-    tensors = {t["index"]: t for t in interp.get_tensor_details()}
-    found = []
-    for op in interp._get_ops_details():
-        if op["op_name"] in _BOUNDARY_OPS:
-            continue
-        touched = [i for i in list(op["inputs"]) + list(op["outputs"]) if i >= 0]
-        if any(tensors[i]["dtype"] == np.float32 for i in touched):
-            out_name = tensors[op["outputs"][0]]["name"]
-            found.append((op["op_name"], layer_from_tensor_name(out_name)))
-    return found
+    Not counted: QUANTIZE/DEQUANTIZE; ops that only read a float tensor's shape or cast ids to integers;
+    outputs that nothing reads; float detours (float_detours below), which do no arithmetic.
+    """
+    graph = _Graph(model_bytes)
+    return [graph.describe(op) for op in graph.ops if graph.floating(op) and not graph.detour(op)]
+
+
+def float_detours(model_bytes) -> list:
+    """'OP (layer)' for each data-movement op left float between DEQUANTIZE and QUANTIZE.
+
+    TFLiteConverter leaves a SPLIT float when one of its outputs is read by nothing (in an unrolled LSTM:
+    the first step's forget gate, which met the zero initial state and was folded away): its other outputs
+    are quantized again at once. No arithmetic runs in float, but the file is not pure int8 for an
+    int8-only accelerator, so the manifest lists them.
+    """
+    graph = _Graph(model_bytes)
+    return [f"{op} ({layer})" for op, layer in (graph.describe(o) for o in graph.ops if graph.detour(o))]
+
+
+class _Graph:
+    def __init__(self, model_bytes):
+        from ai_edge_litert.interpreter import Interpreter
+
+        interp = Interpreter(model_content=model_bytes)
+        self.tensors = {t["index"]: t for t in interp.get_tensor_details()}
+        self.ops = interp._get_ops_details()
+        self.producer = {o: op["op_name"] for op in self.ops for o in op["outputs"]}
+        self.readers = {}
+        for op in self.ops:
+            for i in op["inputs"]:
+                self.readers.setdefault(i, []).append(op["op_name"])
+        for d in interp.get_output_details():
+            self.readers.setdefault(d["index"], []).append("OUTPUT")
+
+    def _float(self, i):
+        return i >= 0 and self.tensors[i]["dtype"] == np.float32
+
+    def floating(self, op) -> bool:
+        if op["op_name"] in _BOUNDARY_OPS or self._integer_result(op):
+            return False
+        return any(self._float(i) for i in list(op["inputs"]) + [o for o in op["outputs"] if o in self.readers])
+
+    def detour(self, op) -> bool:
+        float_in = [i for i in op["inputs"] if self._float(i)]
+        float_out = [o for o in op["outputs"] if self._float(o)]
+        return (op["op_name"] in _DATA_MOVEMENT and bool(float_in or float_out)
+                and all(self.producer.get(i) == "DEQUANTIZE" for i in float_in)
+                and all(set(self.readers.get(o, [])) <= {"QUANTIZE"} for o in float_out))
+
+    def _integer_result(self, op) -> bool:
+        outputs = [self.tensors[i]["dtype"] for i in op["outputs"] if i >= 0]
+        return op["op_name"] in _NO_FLOAT_MATH and all(np.issubdtype(d, np.integer) for d in outputs)
+
+    def describe(self, op):
+        return op["op_name"], layer_from_tensor_name(self.tensors[op["outputs"][0]]["name"])
 
 
 def layer_from_tensor_name(name: str) -> str:

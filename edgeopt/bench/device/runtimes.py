@@ -14,6 +14,10 @@ import os
 import numpy as np
 
 FORMATS = {".tflite": "tflite", ".onnx": "onnx"}
+# TFLite ops that keep their recurrent state in variable tensors across invocations (a fused Keras LSTM
+# starts each sequence from the state the previous one ended in unless the variables are reset).
+STATEFUL_OPS = {"UNIDIRECTIONAL_SEQUENCE_LSTM", "UNIDIRECTIONAL_SEQUENCE_RNN", "BIDIRECTIONAL_SEQUENCE_LSTM",
+                "BIDIRECTIONAL_SEQUENCE_RNN"}
 
 
 class ModelOpenError(Exception):
@@ -139,6 +143,8 @@ class LiteRTModel(_Model):
         self.input_specs = [self._spec(d, in_names) for d in self._in]
         self.output_specs = [self._spec(d, out_names) for d in self._out]
         self.dynamic_batch = all(d["shape_signature"][0] == -1 for d in self._in if len(d["shape_signature"]))
+        # Each inference is one independent sequence, as in Keras: stateful ops start from zeros every time.
+        self.stateful = any(name in STATEFUL_OPS for name in self.ops())
 
     @staticmethod
     def _spec(d, names):
@@ -165,6 +171,8 @@ class LiteRTModel(_Model):
         self._batch = n
 
     def invoke(self, feed):
+        if self.stateful:
+            self.interpreter.reset_all_variables()
         for d, x in zip(self._in, feed):
             self.interpreter.set_tensor(d["index"], x)
         self.interpreter.invoke()
