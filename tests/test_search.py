@@ -244,3 +244,32 @@ def test_search_on_a_two_node_ray_cluster_matches_the_local_search(ray_cluster, 
     assert rec.point.p50_ms == min(p.p50_ms for p in result.final["local"] if p.feasible)
     assert {p.role for p in result.final["local"]} >= {"baseline", "reference"}
     assert result.recommended_file("local").is_file() and (tmp_path / "ray" / "search.md").is_file()
+
+
+def test_edgeopt_default_onnx_int8_seed_is_found_though_the_manifest_records_its_resolved_variant(model_h5, tmp_path):
+    """The converter records `int8_variant: auto` as the variant it chose (u8u8, s8, ...): the search's own
+    default ONNX int8 candidate must still find its file, not fail with 'the converter made no file'."""
+    from edgeopt.search.jobs import convert_candidate
+    from edgeopt.search.space import Space
+
+    seed = next(c for c in Space.build(["onnx"], ["int8"], 100).seeds()
+                if c.role == "seed" and c.export.get("int8_variant") == "auto")
+    result = convert_candidate({"model": str(model_h5), "recipe": seed.recipe("digits_cnn"), "export": seed.export,
+                                "data": {"calibration": "digits", "evaluation": "digits"}, "out": str(tmp_path / "c")})
+    assert result["status"] == "ok", result
+    assert result["artifact"]["path"].endswith(".int8.onnx")
+
+
+def test_a_candidate_failed_with_a_multi_line_error_keeps_the_candidate_table_one_row():
+    """A recipe refused with a list of problems (one per line) must not split the Markdown row."""
+    from types import SimpleNamespace
+
+    from edgeopt.search.budget import Budget
+    from edgeopt.search.outcome import candidate_rows
+
+    refused = {"key": "k1", "outcome": "failed", "error": "invalid recipe:\n  - exports[0]: onnx/int8: no",
+               "candidate": {"label": "onnx int8 (qoperator, u8u8)", "role": "search"}}
+    result = SimpleNamespace(candidates=[refused], budget=Budget(1.0, "agreement"), source_accuracy=None,
+                             fronts={"local": []})
+    [row] = candidate_rows(result, "local")
+    assert row[-1] == "failed: invalid recipe: - exports[0]: onnx/int8: no"

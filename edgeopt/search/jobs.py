@@ -57,9 +57,18 @@ def find_export(manifest, export: dict):
     options = {k: v for k, v in export.items() if k not in ("format", "precision")}
     for art in manifest.artifacts:
         if art.format == export["format"] and art.precision == export["precision"] and \
-                art.stage != "prune" and all(art.options.get(k) == v for k, v in options.items()):
+                art.stage != "prune" and all(_same_option(art, k, v) for k, v in options.items()):
             return art
     return None
+
+
+def _same_option(art, name, asked) -> bool:
+    """The manifest records an option as resolved (`int8_variant: auto` becomes the variant chosen for the
+    targets, with what was asked in its facts): a resolved option matches what the candidate asked."""
+    if art.options.get(name) == asked:
+        return True
+    resolved = art.facts.get(name)
+    return isinstance(resolved, dict) and resolved.get("asked") == asked
 
 
 def convert_candidate_remote(model_name: str, model_blob: bytes, data: dict, job: dict) -> dict:

@@ -78,6 +78,7 @@ def candidate_rows(result, target) -> list:
         cand, p = e["candidate"], points.get(e["key"])
         if p is None:
             why = e.get("error") or ((e.get("figures") or {}).get(target) or {}).get("error") or "not measured"
+            why = " ".join(why.split())  # a multi-line error (a recipe's list of problems) would break the table
             rows.append((float("inf"), [cand["label"], cand["role"], "-", "-", "-", "-", "-", f"failed: {why}"[:90]]))
             continue
         status = "front" if e["key"] in front else ("within budget" if p.feasible else "over budget")
