@@ -52,7 +52,7 @@ def test_a_yaml_recipe_resolves_a_teacher_file_relative_to_itself(tmp_path, mode
 
 
 @pytest.mark.parametrize("recipe,pattern", [
-    ({"optimize": ["bogus"]}, r"optimize\[0\].bogus: unknown step 'bogus' \(valid steps: prune, cluster, qat, distill\)"),
+    ({"optimize": ["bogus"]}, r"optimize\[0\].bogus: unknown step 'bogus' \(valid steps: prune, cluster, qat, distill, channels\)"),
     ({"optimize": ["qat", "prune"]}, r"optimize\[0\].qat: qat must come last.*move prune before it"),
     ({"optimize": ["prune", {"distill": {"student": "ds_cnn"}}]}, r"distill builds a new model.*\(prune\).*put it first"),
     ({"optimize": ["cluster", "prune"]}, r"optimize\[1\].prune: pruning after clustering undoes the clusters"),
