@@ -48,6 +48,9 @@ FULL_RECIPE = {
 RECURRENT_RECIPE = {
     "name": "rnn",
     "data": {"calibration_samples": 64, "evaluation_samples": 200},
+    # A 4-epoch toy RNN: its int8 file agreed with it on 92.5% of 200 rows in one run, 93% or more in others, so
+    # the default 93% floor would make these tests fail by chance; what they pin is how the loops are exported.
+    "check": {"tolerances": {"int8": {"min_top1_agreement": 0.9}}},
     "exports": [
         {"format": "tflite", "precision": "fp32"},
         {"format": "tflite", "precision": "int8"},

@@ -27,8 +27,10 @@ def rnn_converted(tmp_path_factory):
     from edgeopt.converter.reference_models import train_classifier
 
     L = keras.layers
-    model = keras.Sequential([keras.Input((8, 8)), L.LSTM(16, return_sequences=True), L.GRU(12), L.Dense(10)],
-                             name="rnn")
+    keras.utils.set_random_seed(0)
+    # Named layers: Keras numbers unnamed ones per session (lstm_3 after other tests built LSTMs).
+    model = keras.Sequential([keras.Input((8, 8)), L.LSTM(16, return_sequences=True, name="lstm"), L.GRU(12, name="gru"),
+                              L.Dense(10, name="logits")], name="rnn")
     train_classifier(model, rows("train"), epochs=4, progress=False)
     out = tmp_path_factory.mktemp("rnn")
     manifest = edgeopt.convert(model, RECURRENT_RECIPE, calibration=rows("calibration"), evaluation=rows("evaluation"),
