@@ -14,6 +14,7 @@ import numpy as np
 
 from edgeopt.fileio import write_json_atomic, write_text_atomic
 from edgeopt.table import human_bytes, render
+from summary import machine_parts  # benchmarks/ is on sys.path, as for every script here
 
 SUMMARY_MD, SUMMARY_JSON = "SUMMARY.md", "summary.json"
 GOAL = 1.3  # issue 13: p50 latency drops at least 1.3x against the dense model
@@ -174,9 +175,7 @@ def markdown(s: dict) -> str:
 
 def _about(s) -> list:
     m = s["machine"] or {}
-    cpu = m.get("cpu", {})
-    features = ", ".join(k for k, v in (cpu.get("features") or {}).items() if v)
-    versions = ", ".join(f"{k} {v}" for k, v in (m.get("versions") or {}).items())
+    cpu, features, versions = machine_parts(m)
     rounds = ", ".join(f"{name}: {x['settings'].get('rounds')}" for name, x in s["models"].items())
     timing = "; ".join(f"{name}: {x['settings'].get('timing')}" for name, x in s["models"].items())
     measured = ", ".join(sorted({x.get("created") for x in s["models"].values() if x.get("created")}))

@@ -121,11 +121,16 @@ def markdown(s: dict) -> str:
     return "\n".join(lines)
 
 
-def _about(s) -> list:
-    m = s["machine"] or {}
+def machine_parts(m: dict) -> tuple[dict, str, str]:
+    """(cpu record, its ISA flags joined, tool versions joined) of a recorded machine."""
     cpu = m.get("cpu", {})
     features = ", ".join(k for k, v in (cpu.get("features") or {}).items() if v)
-    versions = ", ".join(f"{k} {v}" for k, v in (m.get("versions") or {}).items())
+    return cpu, features, ", ".join(f"{k} {v}" for k, v in (m.get("versions") or {}).items())
+
+
+def _about(s) -> list:
+    m = s["machine"] or {}
+    cpu, features, versions = machine_parts(m)
     first = next(iter(s["models"].values()), {})
     settings = first.get("settings", {})
     return [
