@@ -46,13 +46,7 @@ def exports() -> list:
 
 
 def convert(spec, work: Path, quick: bool, log):
-    from edgeopt.converter.keras_io import tf_keras
-
-    source = work / "source" / f"{spec.name}.h5"
-    if not source.exists():
-        tf_keras().utils.set_random_seed(0)
-        source.parent.mkdir(parents=True, exist_ok=True)
-        spec.build(quick).save(source)
+    source = spec.saved(work, quick)
     recipe = {"name": spec.name, "exports": exports(), "check": {"tolerances": spec.tolerances},
               "data": {"calibration_samples": 32 if quick else 200}}
     return edgeopt.convert(str(source), recipe, calibration=spec.calibration(quick),

@@ -55,13 +55,7 @@ def parse_args(argv):
 
 def convert_model(spec, work: Path, quick: bool, log):
     """Train (where it can be) and save the model once, then convert it; the converter reuses unchanged files."""
-    from edgeopt.converter.keras_io import tf_keras
-
-    source = work / "source" / f"{spec.name}.h5"
-    if not source.exists():
-        tf_keras().utils.set_random_seed(0)
-        source.parent.mkdir(parents=True, exist_ok=True)
-        spec.build(quick).save(source)
+    source = spec.saved(work, quick)
     recipe = {"name": spec.name, "exports": EVERY_EXPORT + AEQ_EXPORTS, "check": {"tolerances": spec.tolerances},
               "data": {"calibration_samples": 32 if quick else 200}}
     return edgeopt.convert(str(source), recipe, calibration=spec.calibration(quick),

@@ -55,17 +55,11 @@ def main(argv=None) -> int:
     p.add_argument("--results", default=str(HERE / "results" / "search"))
     p.add_argument("--work", default=str(HERE / "work" / "search"))
     args = p.parse_args(argv)
-    from edgeopt.converter.keras_io import tf_keras
-
     for name in args.models.split(","):
         spec, work, results = SUITE[name], Path(args.work) / name, Path(args.results) / name
         if args.fresh:
             shutil.rmtree(work, ignore_errors=True)
-        source = work / "source" / f"{name}.h5"
-        if not source.exists():
-            tf_keras().utils.set_random_seed(0)
-            source.parent.mkdir(parents=True, exist_ok=True)
-            spec.build(False).save(source)
+        source = spec.saved(work, quick=False)
         for targets, settings, results_dir in searches(name, args.targets.split(","), results):
             t0 = time.time()
             result = edgeopt.optimize(str(source), budget=args.budget, targets=targets,

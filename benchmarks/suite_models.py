@@ -39,6 +39,17 @@ class SuiteModel:
     tolerances: dict = field(default_factory=dict)  # recipe check.tolerances overrides
     note: str = ""
 
+    def saved(self, work, quick: bool):
+        """The model built (seeded) and saved once under `work`/source; later runs reuse the file."""
+        from edgeopt.converter.keras_io import tf_keras
+
+        source = work / "source" / f"{self.name}.h5"
+        if not source.exists():
+            tf_keras().utils.set_random_seed(0)
+            source.parent.mkdir(parents=True, exist_ok=True)
+            self.build(quick).save(source)
+        return source
+
 
 def _trained(builder, layout):
     def build(quick):
