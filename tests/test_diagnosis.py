@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from edgeopt.bench import kernels, parity
+from edgeopt.bench.device import sysinfo
 from edgeopt.bench.device.runtimes import open_model
 from edgeopt.bench.diagnosis import diagnose_parity
 
@@ -23,7 +24,7 @@ ARM = {"cpu": {"arch": "aarch64", "features": {"asimd": True, "asimddp": True}}}
 
 @pytest.fixture(scope="module")
 def s8_file(converted):
-    """Outputs of the s8 QDQ file here and through its reference execution, the Keras outputs, its LSB."""
+    """Outputs of the s8 QDQ file on a VNNI CPU and through its reference execution, the Keras outputs, its LSB."""
     _, out, _ = converted
     path = out / S8
     with np.load(out / "evaluation.npz") as z:
@@ -31,7 +32,11 @@ def s8_file(converted):
     fused = open_model(str(path)).predict([x])
     reference = open_model(str(path), reference=True).predict([x])
     (scale,) = parity.output_scales(path)
-    return {"fused": fused, "reference": reference, "keras": [keras], "scale": scale,
+    # "local" is a VNNI x86 in these tests. On a VNNI (or ARM) host the file's own outputs are that; on x86
+    # without VNNI they saturate (the case diagnosed here), and the unfused execution stands in for a VNNI
+    # CPU, which matches it within 1 LSB (benchmarks/results/onnx_int8_variants.md).
+    sound = fused if kernels.cpu_class(sysinfo.cpu()) in (kernels.X86_VNNI, kernels.ARM) else reference
+    return {"fused": sound, "reference": reference, "keras": [keras], "scale": scale,
             "weights": kernels.onnx_weight_facts(path)}
 
 
