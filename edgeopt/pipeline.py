@@ -373,7 +373,8 @@ class _Run:
 
         return plan_for(fmt, options, calibration=self.data["calibration"],
                         keras3=self.loaded.info.get("loader") == "keras3",
-                        output_layers=[o["name"] for o in self.output_specs], **source)
+                        output_layers=[o["name"] for o in self.output_specs], converters=self.converters,
+                        **source)
 
     # ---- one export: reuse, build, write, inspect, check ------------------------------------------
     def _step(self, fmt, precision, options, stage, parent_id, parent_key, build, batch=None,

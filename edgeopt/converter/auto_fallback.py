@@ -12,9 +12,12 @@ nodes_to_exclude) checked by the converter's own check: the first that passes ke
 candidate layers in float. Every try, and why the search ended, go to the artifact's
 facts["fallback"].
 
+Every export the search makes (the float twin, each selective file) runs in the run's converter
+process, like every other export: a native crash costs that try, and the search goes on.
+
 Gotchas: the search covers the candidates, not every layer, and stops after MAX_TRIES exports; the
 record says how far it went. A model traced at a fixed batch (recurrent layers) is not searched:
-TFLite's calibrator can crash on its loops, and the search runs it in the converter's process.
+TFLite's calibrator crashes on its loops, so every try would.
 """
 
 from __future__ import annotations
@@ -46,31 +49,38 @@ class Plan:
     not_searched: str | None = None  # why this export cannot be searched
 
 
-def plan_for(fmt, options, *, calibration, keras3, output_layers, serving=None, fp32_path=None) -> Plan | None:
-    """The Plan of an int8 export whose options ask for `fallback: auto`; None for every other export."""
+def plan_for(fmt, options, *, calibration, keras3, output_layers, converters, serving=None,
+             fp32_path=None) -> Plan | None:
+    """The Plan of an int8 export whose options ask for `fallback: auto`; None for every other export.
+
+    `converters`: the run's ConverterProcess, where every export of the search runs."""
     if options.get(OPTION) != AUTO:
         return None
-    from . import selective
-
     quant_options = {k: v for k, v in options.items() if k != OPTION}
+    crash_hint = "That set of float layers is skipped; the search goes on"
     if fmt == "onnx":
         return Plan(lambda _folder: Path(fp32_path),
-                    lambda layers: selective.onnx_int8(fp32_path, calibration, quant_options, layers, keras3,
-                                                       output_layers), ".onnx", keras3, output_layers)
+                    lambda layers: (converters.call("edgeopt.converter.selective:onnx_int8", fp32_path, calibration,
+                                                    quant_options, layers, keras3, output_layers,
+                                                    what=f"ONNX int8 with {', '.join(layers)} float",
+                                                    crash_hint=crash_hint)), ".onnx", keras3, output_layers)
     if serving.batch:
         return Plan(None, None, ".tflite", keras3, output_layers,
                     not_searched=f"the model is traced at a fixed batch of {serving.batch} (recurrent layers), whose "
-                                 "int8 calibration can crash TensorFlow; fallback: auto does not run it in-process")
-    return Plan(lambda folder: _tflite_fp32(serving, folder),
-                lambda layers: selective.tflite_int8(serving.tflite_converter(), calibration, quant_options, layers,
-                                                     1, keras3, output_layers), ".tflite", keras3, output_layers)
+                                 "int8 calibration crashes TensorFlow on its loops: every try would")
+    return Plan(lambda folder: _tflite_fp32(serving, converters, folder),
+                lambda layers: converters.call("edgeopt.converter.selective:tflite_int8_saved_model",
+                                               str(serving.saved_model()), calibration, quant_options, layers, 1,
+                                               keras3, output_layers,
+                                               what=f"TFLite int8 with {', '.join(layers)} float",
+                                               crash_hint=crash_hint), ".tflite", keras3, output_layers)
 
 
-def _tflite_fp32(serving, folder: Path) -> Path:
-    from .tflite import configure_and_convert
+def _tflite_fp32(serving, converters, folder: Path) -> Path:
+    from . import tflite
 
     path = folder / "float-twin.tflite"
-    path.write_bytes(configure_and_convert(serving.tflite_converter(), "fp32", {}, None, 1))
+    path.write_bytes(tflite.convert(serving, converters, "fp32", {}))
     return path
 
 

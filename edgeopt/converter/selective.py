@@ -5,7 +5,8 @@ them, see edgeopt.explainer.naming) and returning (file bytes, facts), like the 
 
 - `tflite_int8`: TFLiteConverter full-integer with TFLite's QuantizationDebugger
   `denylisted_nodes` (the nodes are the calibrated model's op outputs of those layers). Runs
-  TensorFlow: call it through `quant_debug.run_isolated` where a crash must not take the caller.
+  TensorFlow's calibrator: `fallback: auto` calls it through the converter process
+  (`tflite_int8_saved_model`), explain through `quant_debug.run_isolated`.
 - `tflite_int8_dynamic`: ai-edge-quantizer on the fp32 .tflite (dynamic-range int8 weights,
   `no_quantize` for the kept layers); TFLiteConverter has no per-layer switch for dynamic range.
 - `onnx_int8` / `onnx_int8_dynamic`: onnxruntime.quantization with `nodes_to_exclude`.
@@ -64,6 +65,15 @@ def tflite_int8(converter, calibration, options, keep_float, batch=1, keras3=Fal
     data = debugger.get_nondebug_quantized_model()
     return data, {"tool": "tf.lite.experimental.QuantizationDebugger (denylisted_nodes)",
                   "kept_float": [f"{op} ({layer})" for op, layer in find_float_ops(data)]}
+
+
+def tflite_int8_saved_model(saved_model: str, calibration, options, keep_float, batch=1, keras3=False,
+                            output_layers=None) -> tuple[bytes, dict]:
+    """`tflite_int8` on a TFLiteConverter over `saved_model`: what the converter process runs (picklable arguments)."""
+    import tensorflow as tf
+
+    return tflite_int8(tf.lite.TFLiteConverter.from_saved_model(saved_model), calibration, options, keep_float,
+                       batch, keras3, output_layers)
 
 
 def calibrated_op_outputs(model_bytes) -> list:
