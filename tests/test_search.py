@@ -125,6 +125,75 @@ def test_search_writes_report_plot_and_study_and_the_recommended_file_exists(kil
     assert result.study["storage"].startswith("sqlite:///") and (out / "study.db").is_file()
 
 
+def copy_of_search(run, folder) -> Path:
+    """The killed-and-resumed search's folder (study, candidates, evaluation data) without its measurements."""
+    out = folder / "out"
+    shutil.copytree(run["out"], out, ignore=shutil.ignore_patterns("final", "measurements"))
+    return out
+
+
+def fastest(points, allowed):
+    fits = [p for p in points if allowed(p)]
+    return min(fits, key=lambda p: p.p50_ms) if fits else None
+
+
+def test_time_limit_and_size_ceiling_on_a_resumed_search(killed_and_resumed, model_h5, tmp_path):
+    """--time spent: no new candidate starts, yet the answer comes from what was measured; --max-size rules out
+    every bigger file, and the choice is the fastest file that meets both the budget and the ceiling."""
+    import edgeopt
+
+    first = killed_and_resumed["result"]
+    feasible = [p for p in first.final["local"] if p.feasible]
+    ceiling = min(p.size_bytes for p in feasible)
+    lines = []
+    result = edgeopt.optimize(model_h5, out=copy_of_search(killed_and_resumed, tmp_path), log=lines.append,
+                              **{**SEARCH_ARGS, "trials": 8}, max_size_bytes=ceiling, time_limit=0.001)
+    assert any("time limit reached: 4 post-training candidate(s) tried" in line for line in lines), lines
+    assert not any("converting" in line for line in lines), lines
+    rec, final = result.recommendations["local"], result.final["local"]
+    assert rec.point is not None, rec.sentence
+    assert rec.point.size_bytes <= ceiling and rec.point.loss <= result.budget.value
+    assert rec.point.key == fastest(final, lambda p: p.size_bytes <= ceiling and p.loss <= result.budget.value).key
+    assert all(not p.feasible for p in final if p.size_bytes > ceiling)
+    assert f"at most {ceiling:,} bytes" in (tmp_path / "out" / "search.md").read_text()
+
+
+def test_max_error_budget_with_a_latency_ceiling(killed_and_resumed, model_h5, tmp_path):
+    """The budget as max abs error against the source model's outputs: a new study over the same candidates
+    (reused files, new measurements); the choice is the fastest file within the error and the latency ceiling,
+    and a ceiling no file meets gives no file and says which limits were asked."""
+    import edgeopt
+    from dataclasses import replace
+
+    from edgeopt.search.budget import Budget
+    from edgeopt.search.recommend import recommend
+
+    first = killed_and_resumed["result"]
+    tflite_int8 = next(p for p in first.final["local"] if p.role == "baseline" and p.format == "tflite")
+    limit = tflite_int8.figures["max_abs_error"] * 1.5  # the TFLiteConverter file fits; fp32 files fit
+    slowest = max(p.p50_ms for p in first.final["local"])
+    lines = []
+    result = edgeopt.optimize(model_h5, out=copy_of_search(killed_and_resumed, tmp_path), log=lines.append,
+                              **{**SEARCH_ARGS, "budget": limit, "samples": 60}, budget_metric="max-error",
+                              max_latency_ms=slowest * 10)
+    assert result.budget.metric == "max-error" and not any("resuming" in line for line in lines)
+    # Files are scored on the first 60 samples: the source's accuracy is taken on the same 60 (fp32 matches it).
+    fp32 = next(p for p in result.final["local"] if p.role == "reference" and p.format == "tflite")
+    assert fp32.figures["accuracy"] == pytest.approx(result.source_accuracy, abs=1e-9)
+    rec, final = result.recommendations["local"], result.final["local"]
+    assert rec.point is not None, rec.sentence
+    assert rec.point.loss == rec.point.figures["max_abs_error"] <= limit
+    assert rec.point.key == fastest(final, lambda p: p.figures["max_abs_error"] <= limit).key
+    assert "max abs error" in rec.sentence
+    for p in final:
+        assert p.feasible == (p.figures["max_abs_error"] <= limit and p.p50_ms <= slowest * 10), p
+
+    too_fast = Budget(limit, "max-error", max_latency_ms=min(p.p50_ms for p in final) / 2)
+    judged = [replace(p, feasible=too_fast.within(p.loss, p.p50_ms, p.size_bytes)) for p in final]
+    none = recommend("local", judged, too_fast)
+    assert none.point is None and f"at most {too_fast.max_latency_ms:g} ms" in none.sentence
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--budget", "-1"], "the budget must be 0 or more"),
     (["--trials", "0"], "--trials must be at least 1"),
@@ -273,3 +342,25 @@ def test_a_candidate_failed_with_a_multi_line_error_keeps_the_candidate_table_on
                              fronts={"local": []})
     [row] = candidate_rows(result, "local")
     assert row[-1] == "failed: invalid recipe: - exports[0]: onnx/int8: no"
+
+
+def test_an_option_the_model_gives_no_meaning_is_not_searched(model_h5, tmp_path):
+    """`recurrent` (how LSTM/GRU layers export) is searched only for a model with recurrent layers: elsewhere every
+    value but the default is refused by the converter, and each draw would cost a conversion."""
+    from edgeopt.converter.keras_io import layer_classes, tf_keras
+    from edgeopt.search.space import Space
+
+    keras = tf_keras()
+    rnn = keras.Sequential([keras.layers.Input((4, 3)), keras.layers.LSTM(2), keras.layers.Dense(2)])
+    for name in ("rnn.h5", "rnn.keras"):
+        rnn.save(tmp_path / name)
+        assert "LSTM" in layer_classes(tmp_path / name)
+    assert "Conv2D" in layer_classes(model_h5) and "LSTM" not in layer_classes(model_h5)
+    assert layer_classes(tmp_path) is None  # not a model file: unknown, so nothing is left out
+
+    plain = Space.build(["tflite"], ["fp32"], model_kinds=set())
+    recurrent = Space.build(["tflite"], ["fp32"], model_kinds={"recurrent"})
+    unknown = Space.build(["tflite"], ["fp32"])
+    [cap] = plain.exports
+    assert "recurrent" not in plain.searched(cap) and plain.size() == 1
+    assert "recurrent" in recurrent.searched(cap) and "recurrent" in unknown.searched(cap) and recurrent.size() > 1

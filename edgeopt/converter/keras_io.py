@@ -146,6 +146,41 @@ def _zip_keras_version(path):
         raise ModelLoadError(f"{str(path)!r} is a damaged .keras archive ({e}); copy or download it again") from None
 
 
+def layer_classes(path) -> set | None:
+    """Every layer class name in a .h5 or .keras file's architecture, read from its config without loading
+    TensorFlow; None where the file does not say (a SavedModel, or a config this cannot read)."""
+    path = Path(path)
+    try:
+        kind, _ = sniff(path)
+        if kind == "hdf5":
+            import h5py
+
+            with h5py.File(path, "r") as f:
+                raw = f.attrs["model_config"]
+        elif kind == "keras-zip":
+            with zipfile.ZipFile(path) as z:
+                raw = z.read("config.json")
+        else:
+            return None
+        config = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+    except (ModelLoadError, OSError, KeyError, ValueError):
+        return None
+    found = set()
+
+    def walk(node):
+        if isinstance(node, dict):
+            if isinstance(node.get("class_name"), str):
+                found.add(node["class_name"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(config)
+    return found
+
+
 def _savedmodel_keras_version(path):
     meta = path / "keras_metadata.pb"
     return "2 (SavedModel)" if meta.exists() else None

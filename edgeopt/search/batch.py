@@ -19,16 +19,20 @@ from .figures import constraint_values, failed_figures, figures_from_report
 from .runner import target_resource
 
 
-def run_batch(search, stage, n) -> int:
-    """Ask `n` trials and finish them all; return how many were asked."""
+def run_batch(search, stage, n, max_asks) -> int:
+    """Ask trials until `n` new candidates (or `max_asks` trials), convert and measure the new ones side by side,
+    finish every trial; return how many were asked. A draw of a candidate met before, or of a combination the
+    declarations refuse, costs no conversion and takes no place in the batch."""
     from optuna.trial import TrialState
 
     study = search.study
     _enqueue_seeds(search, stage, n)
     finished = studylib.finished_by_key(study)
     new, repeats = {}, []
-    for _ in range(n):
+    asked = 0
+    while len(new) < n and asked < max_asks:
         trial = study.ask()
+        asked += 1
         studylib.mark_driver(trial)
         candidate = replace(search.space.suggest(trial, stage), role=trial.user_attrs.get("role") or "search",
                             note=trial.user_attrs.get("note") or "")
@@ -51,7 +55,7 @@ def run_batch(search, stage, n) -> int:
     finished = studylib.finished_by_key(study)
     for trial, key in repeats:
         _tell_repeat(study, trial, finished.get(key))
-    return n
+    return asked
 
 
 def _enqueue_seeds(search, stage, n):

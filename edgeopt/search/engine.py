@@ -109,7 +109,7 @@ class _Search:
         calib = self.data.get("calibration")
         self.space = Space.build(self.a["formats"], self.a["precisions"],
                                  len(calib) if calib is not None and not isinstance(calib, str) else None,
-                                 training=self.data.get("train") is not None)
+                                 training=self.data.get("train") is not None, model_kinds=self._model_kinds())
         self.settings = {"threads": self.threads, "rounds": int(self.a["rounds"]), "timing": self.a["timing"] or {},
                          "samples": int(self.a["samples"])}
         self.context = {"model": sha256_tree(self.model_path), "data": self._data_context(), "seed": self.a["seed"],
@@ -128,6 +128,15 @@ class _Search:
         if not path.exists():
             raise RecipeError(f"model {str(path)!r} does not exist")
         return path.resolve()
+
+    def _model_kinds(self):
+        """The kinds of layer that give some options meaning ({'recurrent'} or none), read from the file's
+        architecture without loading it; None where the file does not say (then every option is searched)."""
+        from ..converter.anatomy import RECURRENT
+        from ..converter.keras_io import layer_classes
+
+        classes = layer_classes(self.model_path)
+        return None if classes is None else ({"recurrent"} if classes & RECURRENT else set())
 
     def _load_data(self) -> dict:
         sources = {"calibration": self.a["calibration"], "evaluation": self.a["evaluation"], "train": self.a["train"]}
@@ -188,7 +197,7 @@ class _Search:
                 self.log(f"time limit reached: {self._distinct(stage)} {stage} candidate(s) tried")
                 return
             n = max(1, min(int(self.a["batch_size"]), min(wanted, size) - self._distinct(stage)))
-            asked += run_batch(self, stage, n)
+            asked += run_batch(self, stage, n, max_asks=20 * max(wanted, 1) - asked)
 
     def _missing_seeds(self, stage, required_only=False) -> list:
         """Seeds not finished yet, in order; required: the fp32 references and the single-tool baselines, which
@@ -200,7 +209,9 @@ class _Search:
                 and (not required_only or c.role in ("reference", "baseline"))]
 
     def _distinct(self, stage) -> int:
-        return sum(1 for t in studylib.finished_by_key(self.study).values() if t.user_attrs.get("stage") == stage)
+        """Candidates of `stage` really tried (converted, or failed trying): a draw the declarations refuse is not."""
+        return sum(1 for t in studylib.finished_by_key(self.study).values()
+                   if t.user_attrs.get("stage") == stage and t.user_attrs.get("outcome") in ("ok", "failed"))
 
     def _targets_without_a_fit(self) -> list:
         entries = self.entries()
@@ -233,16 +244,19 @@ class _Search:
         return None
 
     def source_accuracy(self):
+        """The source model's accuracy on the samples each file is scored on (the harness takes the first
+        `samples`), so that a file's accuracy and the source's are compared on the same inputs."""
         from ..check import task_accuracy
         import numpy as np
 
         path = self.evaluation_file()
         if path is None:
             return None
+        n = self.settings["samples"]
         with np.load(path) as z:
             if "y" not in z.files or "reference" not in z.files:
                 return None
-            return task_accuracy(z["reference"], z["y"])
+            return task_accuracy(z["reference"][:n], z["y"][:n])
 
     def measure(self, target, files: dict, out: Path, rounds=None):
         settings = {**self.settings, **({"rounds": rounds} if rounds else {})}

@@ -110,15 +110,21 @@ class Candidate:
                    d.get("calibration_samples"), d.get("role", "search"), d.get("note", ""))
 
 
+# Options that only mean something for some models: searched only where the model has what they act on.
+MODEL_OPTIONS = {"recurrent": "recurrent"}  # option -> the kind of layer (converter.anatomy) it needs
+
+
 @dataclass
 class Space:
     exports: list  # Capability objects the search may use
     step_choices: list = field(default_factory=list)  # [(label, ((name, options), ...)), ...]
     calibration_choices: tuple = (DEFAULT_CALIBRATION_SAMPLES,)
+    unused_options: frozenset = frozenset()  # options this model gives no meaning to: kept at their defaults
 
     @classmethod
-    def build(cls, formats=None, precisions=None, calibration_available=None, training=False):
-        """The space for these formats/precisions; `calibration_available`: how many samples there are."""
+    def build(cls, formats=None, precisions=None, calibration_available=None, training=False, model_kinds=None):
+        """The space for these formats/precisions; `calibration_available`: how many samples there are;
+        `model_kinds`: the kinds of layer the model has ('recurrent', ...), None where unknown (all searched)."""
         unknown = [f for f in formats or [] if f not in capabilities.FORMATS]
         unknown += [p for p in precisions or [] if p not in capabilities.PRECISIONS]
         if unknown:
@@ -130,7 +136,13 @@ class Space:
             raise RecipeError("no export has both a format and a precision you asked for: see `edgeopt formats`")
         n = calibration_available
         choices = tuple(sorted({min(c, n) for c in CALIBRATION_SAMPLE_CHOICES})) if n else (DEFAULT_CALIBRATION_SAMPLES,)
-        return cls(exports, training_choices() if training else [], choices)
+        unused = frozenset() if model_kinds is None else frozenset(
+            option for option, kind in MODEL_OPTIONS.items() if kind not in model_kinds)
+        return cls(exports, training_choices() if training else [], choices, unused)
+
+    def searched(self, cap) -> dict:
+        """option -> values the search tries for this export, on this model."""
+        return {k: v for k, v in searched_options(cap).items() if k not in self.unused_options}
 
     # ---- the search dimensions, as Optuna sees them ------------------------------------------------
     def suggest(self, trial, stage="post-training") -> Candidate:
@@ -138,7 +150,7 @@ class Space:
         names = [f"{c.format}/{c.precision}" for c in self.exports]
         cap = self.exports[names.index(trial.suggest_categorical("export", names))]
         export = {"format": cap.format, "precision": cap.precision}
-        for option, values in searched_options(cap).items():
+        for option, values in self.searched(cap).items():
             export[option] = trial.suggest_categorical(f"{cap.format}/{cap.precision}.{option}", values)
         export = {**export, **{k: v for k, v in capabilities.default_options(cap).items() if k not in export}}
         samples = trial.suggest_categorical("calibration_samples", list(self.calibration_choices)) \
@@ -153,7 +165,7 @@ class Space:
         """The Optuna parameters that make `suggest` return `candidate` (for enqueued trials)."""
         cap = capabilities.find(candidate.format, candidate.precision)
         params = {"export": f"{cap.format}/{cap.precision}"}
-        for option in searched_options(cap):
+        for option in self.searched(cap):
             params[f"{cap.format}/{cap.precision}.{option}"] = candidate.export[option]
         if cap.needs_calibration:
             params["calibration_samples"] = candidate.calibration_samples
@@ -186,7 +198,7 @@ class Space:
 
     def size(self, stage="post-training") -> int:
         """How many distinct candidates the stage holds (the search stops early when it has seen them all)."""
-        per_export = sum(_product_size(searched_options(c)) * (len(self.calibration_choices) if c.needs_calibration else 1)
+        per_export = sum(_product_size(self.searched(c)) * (len(self.calibration_choices) if c.needs_calibration else 1)
                          for c in self.exports)
         return per_export * (len(self.step_choices) if stage == "training" and self.step_choices else 1)
 
