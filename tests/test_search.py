@@ -364,3 +364,21 @@ def test_an_option_the_model_gives_no_meaning_is_not_searched(model_h5, tmp_path
     [cap] = plain.exports
     assert "recurrent" not in plain.searched(cap) and plain.size() == 1
     assert "recurrent" in recurrent.searched(cap) and "recurrent" in unknown.searched(cap) and recurrent.size() > 1
+
+
+def test_draws_the_declarations_refuse_are_one_line_under_the_candidate_table_not_rows():
+    from types import SimpleNamespace
+
+    from edgeopt.search.budget import Budget
+    from edgeopt.search.outcome import candidate_rows, refused_line
+
+    refused = [{"key": f"k{i}", "outcome": "invalid", "error": "invalid recipe:\n  - exports[0]: onnx/int8: "
+                "int8_variant=u8u8 needs quant_format=qdq", "candidate": {"label": f"onnx int8 ({i})", "role": "search"}}
+               for i in range(2)]
+    result = SimpleNamespace(candidates=refused, budget=Budget(1.0, "agreement"), source_accuracy=None,
+                             fronts={"local": []})
+    assert candidate_rows(result, "local") == []
+    assert refused_line(result) == ("Also drawn and refused before any work (2: combinations the declarations do not "
+                                    "allow, not counted as tries): onnx/int8: int8_variant=u8u8 needs quant_format=qdq.")
+    assert Budget(1.0, "accuracy").describe() == "at most 1 accuracy point lost"
+    assert Budget(0.5, "agreement").describe().startswith("at most 0.5 points of top-1 disagreement")

@@ -74,6 +74,7 @@ class Budget:
 
     def describe(self) -> str:
         unit = UNITS[self.metric]
+        unit = unit.removesuffix("s") if self.value == 1 else unit
         text = {"accuracy": f"at most {self.value:g} accuracy {unit} lost",
                 "agreement": f"at most {self.value:g} {unit} of top-1 disagreement with the source model",
                 "max-error": f"max abs error at most {self.value:g}"}[self.metric]

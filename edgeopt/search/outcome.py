@@ -8,6 +8,7 @@ one set (`staged_set`), so the folder never shows a report of one search with th
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,6 +76,8 @@ def candidate_rows(result, target) -> list:
     front = set(result.fronts.get(target, []))
     rows = []
     for e in result.candidates:
+        if e.get("outcome") == "invalid":  # refused before any work: listed under the table (refused_line)
+            continue
         cand, p = e["candidate"], points.get(e["key"])
         if p is None:
             why = e.get("error") or ((e.get("figures") or {}).get(target) or {}).get("error") or "not measured"
@@ -125,13 +128,28 @@ def markdown(result, plots) -> str:
                       render(FINAL_HEADERS, final_rows(result, target), markdown=True), ""]
         lines += ["Every candidate (search-time measurements, each batch side by side):", "",
                   render(CANDIDATE_HEADERS, candidate_rows(result, target), markdown=True), ""]
+        refused = refused_line(result)
+        if refused:
+            lines += [refused, ""]
     return "\n".join(lines)
+
+
+def refused_line(result) -> str:
+    """The sampler's draws that the declarations refuse (no file, no time spent; not counted as tries), in one line."""
+    refused = [e for e in result.candidates if e.get("outcome") == "invalid"]
+    if not refused:
+        return ""
+    reasons = sorted({re.sub(r"^invalid recipe: (- )?(exports\[\d+\]: )?", "", " ".join((e.get("error") or "").split()))
+                      for e in refused})
+    return (f"Also drawn and refused before any work ({len(refused)}: combinations the declarations do not allow, "
+            f"not counted as tries): " + "; ".join(reasons) + ".")
 
 
 def console_summary(result) -> str:
     parts = []
     for target in result.targets:
         parts += [f"\n{target}: every candidate", render(CANDIDATE_HEADERS, candidate_rows(result, target))]
+        parts += [line for line in [refused_line(result)] if line]
         if result.final.get(target):
             parts += [f"{target}: final side-by-side run", render(FINAL_HEADERS, final_rows(result, target))]
         parts.append(f"{target}: {result.recommendations[target].sentence}")
