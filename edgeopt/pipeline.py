@@ -360,7 +360,8 @@ class _Run:
             build = lambda: self.converters.call("edgeopt.converter.onnx_quant:quantize_dynamic",  # noqa: E731
                                                  parent_path, what=what)
         art = self._step("onnx", spec.precision, options, "onnx-quantize", fp32_record.id, fp32_record.sha256, build,
-                         name_options=spec.options, fallback=self._fallback_plan("onnx", options, fp32_path=parent_path))
+                         name_options=spec.options, fallback=self._fallback_plan("onnx", options, fp32_path=parent_path),
+                         facts={"int8_variant": choice} if spec.precision == "int8" else None)
         if spec.precision == "int8" and art.ok and art.facts.get("int8_variant") != choice:
             art.facts["int8_variant"] = choice  # reused for other targets that need the same variant: say so
             self.manifest = self.folder.publish(self.manifest, [(art, None)])
@@ -378,8 +379,9 @@ class _Run:
 
     # ---- one export: reuse, build, write, inspect, check ------------------------------------------
     def _step(self, fmt, precision, options, stage, parent_id, parent_key, build, batch=None,
-              name_options=None, fallback=None) -> Artifact:
-        """`name_options`: the options as asked (the file name says what the user chose, not what `auto` became)."""
+              name_options=None, fallback=None, facts=None) -> Artifact:
+        """`name_options`: the options as asked (the file name says what the user chose, not what `auto` became);
+        `facts`: known before the build (how an `auto` option was resolved), recorded even when the build fails."""
         from .converter.tflite import PartialQuantization
 
         art_id = export_name(self.name, fmt, precision, name_options or options)
@@ -392,13 +394,13 @@ class _Run:
             return reused
         self.log(f"{fmt} {precision}: {stage} ...")
         art = Artifact(id=art_id, path=art_id, format=fmt, precision=precision, stage=stage, parent=parent_id,
-                       options=dict(options), tool_versions=self.versions, cache_key=key)
+                       options=dict(options), tool_versions=self.versions, cache_key=key, facts=dict(facts or {}))
         synthetic_calibration = data_facts is not None and datalib.is_synthetic(self.data["calibration"])
         t0 = time.time()
         staged = None
         try:
-            blob, facts = build()
-            art.facts = facts
+            blob, built = build()
+            art.facts = {**art.facts, **built}
             staged = self.folder.stage_bytes(art_id, blob)
             self._inspect_and_check(art, staged)
             if fallback is not None and not art.ok:  # `fallback: auto`: keep the fewest layers float until it passes

@@ -382,3 +382,22 @@ def test_draws_the_declarations_refuse_are_one_line_under_the_candidate_table_no
                                     "allow, not counted as tries): onnx/int8: int8_variant=u8u8 needs quant_format=qdq.")
     assert Budget(1.0, "accuracy").describe() == "at most 1 accuracy point lost"
     assert Budget(0.5, "agreement").describe().startswith("at most 0.5 points of top-1 disagreement")
+
+
+def test_a_failed_onnx_int8_candidate_reports_the_converters_error_not_a_missing_file(tmp_path):
+    """The converter resolves `int8_variant: auto` before the build and records it even when the build fails (here
+    as the OOM-killed entropy calibration of a MobileNetV2 was recorded): the search must find that record and
+    report its error."""
+    from edgeopt.manifest import Artifact, Manifest
+    from edgeopt.search.jobs import summarise
+
+    crashed = ("onnxruntime int8 quantization crashed the converter process (SIGKILL: Killed, which is what the "
+               "kernel's out-of-memory killer sends)")
+    art = Artifact(id="m.int8.entropy.onnx", path=None, format="onnx", precision="int8", stage="onnx-quantize",
+                   parent="m.fp32.onnx", status="failed", error=crashed,
+                   options={"quant_format": "qdq", "calibration_method": "entropy", "int8_variant": "u8u8"},
+                   facts={"int8_variant": {"asked": "auto", "variant": "u8u8"}})
+    asked = {"format": "onnx", "precision": "int8", "quant_format": "qdq", "calibration_method": "entropy",
+             "int8_variant": "auto"}
+    result = summarise(Manifest(artifacts=[art], root=tmp_path), asked)
+    assert result["status"] == "failed" and result["error"] == crashed
