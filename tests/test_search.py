@@ -375,11 +375,14 @@ def test_draws_the_declarations_refuse_are_one_line_under_the_candidate_table_no
     refused = [{"key": f"k{i}", "outcome": "invalid", "error": "invalid recipe:\n  - exports[0]: onnx/int8: "
                 "int8_variant=u8u8 needs quant_format=qdq", "candidate": {"label": f"onnx int8 ({i})", "role": "search"}}
                for i in range(2)]
+    refused.append({"key": "k2", "outcome": "invalid", "error": "invalid recipe:\n  - exports[0]: tflite/int8: a-b\n"
+                    "  - exports[0]: tflite/int8: c", "candidate": {"label": "tflite int8", "role": "search"}})
     result = SimpleNamespace(candidates=refused, budget=Budget(1.0, "agreement"), source_accuracy=None,
                              fronts={"local": []})
     assert candidate_rows(result, "local") == []
-    assert refused_line(result) == ("Also drawn and refused before any work (2: combinations the declarations do not "
-                                    "allow, not counted as tries): onnx/int8: int8_variant=u8u8 needs quant_format=qdq.")
+    assert refused_line(result) == ("Also drawn and refused before any work (3: combinations the declarations do not "
+                                    "allow, not counted as tries): onnx/int8: int8_variant=u8u8 needs quant_format=qdq; "
+                                    "tflite/int8: a-b; tflite/int8: c.")
     assert Budget(1.0, "accuracy").describe() == "at most 1 accuracy point lost"
     assert Budget(0.5, "agreement").describe().startswith("at most 0.5 points of top-1 disagreement")
 

@@ -139,8 +139,11 @@ def refused_line(result) -> str:
     refused = [e for e in result.candidates if e.get("outcome") == "invalid"]
     if not refused:
         return ""
-    reasons = sorted({re.sub(r"^invalid recipe: (- )?(exports\[\d+\]: )?", "", " ".join((e.get("error") or "").split()))
-                      for e in refused})
+    reasons = set()
+    for e in refused:  # "invalid recipe:\n  - exports[0]: a\n  - exports[0]: b" -> a, b
+        text = " ".join((e.get("error") or "").split()).removeprefix("invalid recipe:")
+        reasons |= {part.strip() for part in re.split(r"(?:^|\s)-\s*exports\[\d+\]:", text) if part.strip()}
+    reasons = sorted(reasons)
     return (f"Also drawn and refused before any work ({len(refused)}: combinations the declarations do not allow, "
             f"not counted as tries): " + "; ".join(reasons) + ".")
 

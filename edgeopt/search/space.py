@@ -281,4 +281,6 @@ def _option_words(option, value) -> str:
         return "float fallback" if value else "integer only"
     if option == "io_type":
         return f"{value} I/O"
+    if option in ("fallback", "recurrent"):  # 'auto' alone would not say which
+        return f"{option} {value}"
     return str(value)
