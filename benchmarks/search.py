@@ -9,6 +9,8 @@ machine's CPU, flags, OS and runtime versions).
     .venv/bin/python benchmarks/search.py --models digits_cnn --targets local  # local only
     .venv/bin/python benchmarks/search.py --models mobilenet_v2                # ~15 min; one search per target,
                                                                                # results in mobilenet_v2/<target>/
+    .venv/bin/python benchmarks/search.py --models mobilenet_v2_digits         # the same network trained here on
+                                                                               # upscaled digits (training ~15 min)
 
 The search's own work folder (study.db, every candidate's files) is benchmarks/work/search/<model>; a rerun
 resumes its study (nothing is converted or measured twice) unless --fresh. Emulated latency is QEMU's: it
@@ -30,7 +32,9 @@ sys.path.insert(0, str(HERE))
 
 import edgeopt  # noqa: E402  (sets TF_USE_LEGACY_KERAS before anything imports TensorFlow)
 
-from suite_models import SUITE  # noqa: E402
+from suite_models import SUITE, TRAINED  # noqa: E402
+
+MODELS = {**SUITE, **TRAINED}
 
 # Per model: how much of the space to try and how long to time (the emulated target is ~20x slower).
 # A model with `per_target` overrides searches each target on its own (one study each, one results subfolder
@@ -43,6 +47,11 @@ SETTINGS = {
                          # QEMU runs a MobileNetV2 fp32 inference in seconds: few runs and evaluation samples.
                          per_target={"aarch64-emulated": dict(samples=8, timing={"warmup_runs": 1, "min_runs": 2,
                                                                                  "min_seconds": 0.0})}),
+    # Trained (benchmarks/suite_models.py TRAINED): int8 files are judged on accuracy against labels.
+    "mobilenet_v2_digits": dict(trials=10, precisions=["fp32", "int8"], threads=[1], rounds=1, final_rounds=3,
+                                batch_size=5, timing={"min_runs": 5, "min_seconds": 0.2},
+                                per_target={"aarch64-emulated": dict(samples=8, timing={"warmup_runs": 1, "min_runs": 2,
+                                                                                        "min_seconds": 0.0})}),
 }
 
 
@@ -56,7 +65,7 @@ def main(argv=None) -> int:
     p.add_argument("--work", default=str(HERE / "work" / "search"))
     args = p.parse_args(argv)
     for name in args.models.split(","):
-        spec, work, results = SUITE[name], Path(args.work) / name, Path(args.results) / name
+        spec, work, results = MODELS[name], Path(args.work) / name, Path(args.results) / name
         if args.fresh:
             shutil.rmtree(work, ignore_errors=True)
         source = spec.saved(work, quick=False)

@@ -59,6 +59,26 @@ def mobilenet_v2(seed=0):
     return normalise_batchnorm(model, noise)
 
 
+def mobilenet_v2_digits(seed=0):
+    """MobileNetV2 (alpha 1.0) at 224x224x3 with 10 logits, for training on upscaled digits.
+
+    The real network's layers, work and latency, with weights that mean something: int8 error on a trained
+    network is what a user meets, while a random one's logits lie so close that any rounding reorders them.
+    Train it with `models.digits_as("rgb224", "train")` (see benchmarks/suite_models.py).
+    """
+    keras = tf_keras()
+    keras.utils.set_random_seed(seed)
+    model = keras.applications.MobileNetV2(input_shape=(224, 224, 3), weights=None, classes=10,
+                                           classifier_activation=None)
+    for layer in model.layers:
+        # Keras' MobileNetV2 averages BatchNorm statistics with momentum 0.999, made for ImageNet's millions of
+        # steps: after the few hundred steps of a digits training its moving statistics would still be the
+        # initial ones, and inference would score at chance.
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = 0.9
+    return model
+
+
 def normalise_batchnorm(model, x):
     """Set each BatchNormalization's moving mean and variance to its input's on `x`, first layer first.
 
