@@ -56,7 +56,8 @@ def open_study(url, name, targets, budget, seed, log=print):
                                 load_if_exists=True)
     study.set_user_attr("targets", list(targets))
     study.set_user_attr("budget_metric", budget.metric)
-    abandoned, finished = requeue_abandoned(study), finished_by_key(study)
+    abandoned = requeue_abandoned(study)
+    finished = [t for t in finished_by_key(study).values() if t.user_attrs.get("outcome") != "invalid"]
     if finished or abandoned:
         log(f"resuming study {name}: {len(finished)} finished candidate(s) kept (not converted or measured again)"
             + (f", {len(abandoned)} an interrupted search left unfinished tried again" if abandoned else ""))
