@@ -165,20 +165,20 @@ def layer_classes(path) -> set | None:
         config = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
     except (ModelLoadError, OSError, KeyError, ValueError):
         return None
-    found = set()
+    return {node["class_name"] for node in layer_nodes(config)}
 
-    def walk(node):
-        if isinstance(node, dict):
-            if isinstance(node.get("class_name"), str):
-                found.add(node["class_name"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
 
-    walk(config)
-    return found
+def layer_nodes(config):
+    """Every dict with a `class_name` in a Keras config, nested ones (Bidirectional, inner models) included,
+    each yielded before its children are visited (a caller may edit a node's config)."""
+    if isinstance(config, dict):
+        if isinstance(config.get("class_name"), str):
+            yield config
+        for value in list(config.values()):
+            yield from layer_nodes(value)
+    elif isinstance(config, list):
+        for value in config:
+            yield from layer_nodes(value)
 
 
 def _savedmodel_keras_version(path):

@@ -87,22 +87,15 @@ def unrolled_copy(model, keep_fusable_lstms: bool = False) -> tuple[object, list
 
 def _set_unroll(config, keep_fusable_lstms) -> list:
     """Set unroll=True in every recurrent layer config, nested ones (Bidirectional, inner models) included."""
+    from .keras_io import layer_nodes
+
     found = []
-
-    def walk(node):
-        if isinstance(node, dict):
-            if node.get("class_name") in _UNROLLABLE and isinstance(node.get("config"), dict):
-                layer = node["config"]
-                if not (keep_fusable_lstms and fusable(node["class_name"], layer)):
-                    layer["unroll"] = True
-                    found.append(f"{layer.get('name')} ({node['class_name']})")
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(config)
+    for node in layer_nodes(config):
+        if node["class_name"] in _UNROLLABLE and isinstance(node.get("config"), dict):
+            layer = node["config"]
+            if not (keep_fusable_lstms and fusable(node["class_name"], layer)):
+                layer["unroll"] = True
+                found.append(f"{layer.get('name')} ({node['class_name']})")
     return found
 
 
